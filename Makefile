@@ -1,0 +1,47 @@
+# Two commands for a fresh machine (Python 3.11+ and make): `make repro` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(CURDIR)/$(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Stage commands call `python`: the venv's, whether or not it is activated.
+export PATH := $(BIN):$(PATH)
+
+# Run from another copy of the archive: make repro DATA_URL=<url or path> DATA_MD5=<md5>
+DATA_URL ?=
+DATA_MD5 ?=
+# A relative path becomes absolute, so it also resolves inside `dvc exp` workspaces.
+data_url = $(if $(findstring ://,$(DATA_URL)),$(DATA_URL),$(abspath $(DATA_URL)))
+
+.PHONY: venv repro test ui lint bench clean-venv
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+repro: $(STAMP)
+ifeq ($(DATA_URL),)
+	dvc repro
+else
+	@test -n "$(DATA_MD5)" || { echo "make repro: DATA_URL needs DATA_MD5 (the archive's md5)" >&2; exit 2; }
+	dvc exp run -S 'data.url=$(data_url)' -S 'data.md5=$(DATA_MD5)'
+endif
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+ui: $(STAMP)
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+bench: $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet -c requirements.lock -e '.[dev,bench]'
+	$(VENV)/bin/python benchmarks/knn.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,115 @@
+"""Shared fixtures: a temporary copy of the project that `dvc repro` can run in."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+MIRROR = REPO.parent / "shared" / "data" / "cifar-10-mirror"
+VENV_BIN = Path(sys.executable).parent
+# What a clone of the project holds that the pipeline needs.
+PROJECT_FILES = [
+    "dvc.yaml",
+    "params.yaml",
+    ".dvcignore",
+    ".dvc/config",
+    ".dvc/.gitignore",
+    ".gitignore",
+    "stages",
+    "src",
+]
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "cifarlab tests",
+    "GIT_AUTHOR_EMAIL": "tests@cifarlab.invalid",
+    "GIT_COMMITTER_NAME": "cifarlab tests",
+    "GIT_COMMITTER_EMAIL": "tests@cifarlab.invalid",
+}
+
+
+class Project:
+    """A throwaway git + DVC clone of this project, with the test venv's tools on PATH."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = {
+            **os.environ,
+            **GIT_ENV,
+            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PYTHONPATH": str(root / "src"),
+            "DVC_NO_ANALYTICS": "true",
+        }
+        self.env.pop("MLFLOW_TRACKING_URI", None)
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 600
+    ) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            args, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(args)} failed ({proc.returncode}):\n"
+                f"{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+            )
+        return proc
+
+    def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.run(str(VENV_BIN / "dvc"), *args, check=check)
+
+    def set_params(self, **sections: dict) -> None:
+        path = self.root / "params.yaml"
+        params = yaml.safe_load(path.read_text())
+        for section, values in sections.items():
+            params[section].update(values)
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+    def commit(self, message: str) -> None:
+        self.run("git", "add", "-A")
+        self.run("git", "commit", "-q", "-m", message)
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{self.root / 'mlflow.db'}"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    root = tmp_path / "project"
+    root.mkdir()
+    for name in PROJECT_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(
+                src, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+            )
+        else:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, root / name)
+    proj = Project(root)
+    proj.run("git", "init", "-q", "-b", "main")
+    proj.commit("project copy")
+    return proj
+
+
+# Small settings so the whole pipeline runs in seconds on a tiny archive.
+QUICK_PARAMS = {
+    "split": {"val_size": 20, "seed": 0},
+    "knn": {
+        "k_choices": [1, 3, 5],
+        "distances": ["l1", "l2"],
+        "folds": 3,
+        "train_size": None,
+        "seed": 0,
+        "memory_budget_mb": 64,
+    },
+    "svm": {"epochs": 3, "batch_size": 16},
+    "svm_tune": {"learning_rates": [1.0e-7, 1.0e-6], "regs": [1.0e2, 1.0e4], "epochs": 2},
+}

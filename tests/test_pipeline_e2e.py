@@ -1,0 +1,183 @@
+"""End to end: `dvc repro` in a temporary project copy, on archives the tests build and serve."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from archive_builder import build_archive, records_to_bytes, serve_directory
+from conftest import MIRROR, QUICK_PARAMS
+
+pytestmark = pytest.mark.e2e
+
+STAGES = ["download", "prepare", "knn_cv", "svm_tune", "svm_train", "evaluate"]
+
+
+def mlflow_runs(project):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(project.tracking_uri)
+    experiment = client.get_experiment_by_name("cifarlab")
+    assert experiment is not None, "no 'cifarlab' experiment in the project's store"
+    return client, client.search_runs([experiment.experiment_id], max_results=1000)
+
+
+@pytest.fixture
+def served_archive(tmp_path):
+    www = tmp_path / "www"
+    www.mkdir()
+    md5 = build_archive(www / "cifar-10-binary.tar.gz", records_per_batch=24, test_records=30)
+    with serve_directory(www) as base_url:
+        yield f"{base_url}cifar-10-binary.tar.gz", md5
+
+
+def test_repro_end_to_end_then_force_is_identical(project, served_archive):
+    url, md5 = served_archive
+    project.set_params(data={"url": url, "md5": md5}, **QUICK_PARAMS)
+    project.dvc("repro")
+
+    metrics = json.loads((project.root / "reports/metrics.json").read_text())
+    assert set(metrics) == {"knn", "svm"}
+    assert set(metrics["knn"]) == {"test_accuracy", "distance", "k"}
+    assert set(metrics["svm"]) == {"test_accuracy", "val_accuracy", "learning_rate", "reg"}
+    assert metrics["knn"]["distance"] in ("l1", "l2") and metrics["knn"]["k"] in (1, 3, 5)
+    for model in ("knn", "svm"):
+        assert 0.0 <= metrics[model]["test_accuracy"] <= 1.0
+
+    for path in [
+        "data/raw/cifar-10-binary.tar.gz",
+        "data/prepared/train.npz",
+        "data/prepared/val.npz",
+        "data/prepared/test.npz",
+        "data/models/svm.npz",
+        "reports/class_counts.csv",
+        "reports/knn_cv.csv",
+        "reports/knn_choice.json",
+        "reports/plots/knn_cv.png",
+        "reports/svm_tune.csv",
+        "reports/svm_choice.json",
+        "reports/svm_train.json",
+        "reports/svm_loss.csv",
+        "reports/plots/svm_loss.png",
+    ]:
+        assert (project.root / path).is_file(), path
+    counts = (project.root / "reports/class_counts.csv").read_text().splitlines()
+    assert counts[0] == "class,train,val,test" and len(counts) == 11
+    cv = (project.root / "reports/knn_cv.csv").read_text().splitlines()
+    assert len(cv) == 1 + 2 * 3 * 3  # header + distances x k x folds
+
+    client, runs = mlflow_runs(project)
+    by_stage = {}
+    for run in runs:
+        by_stage.setdefault(run.data.tags.get("cifarlab.stage"), []).append(run)
+    parents = {
+        s: [r for r in by_stage[s] if "mlflow.parentRunId" not in r.data.tags] for s in STAGES
+    }
+    assert all(len(parents[s]) == 1 for s in STAGES), {s: len(v) for s, v in parents.items()}
+    for stage in STAGES:
+        run = parents[stage][0]
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["cifarlab.data_md5"] == md5
+        assert len(run.data.tags["mlflow.source.git.commit"]) == 40
+    assert parents["knn_cv"][0].data.params["knn.folds"] == "3"
+    knn_children = [r for r in by_stage["knn_cv"] if "mlflow.parentRunId" in r.data.tags]
+    assert len(knn_children) == 6
+    assert all(
+        r.data.tags["mlflow.parentRunId"] == parents["knn_cv"][0].info.run_id for r in knn_children
+    )
+    tune_children = [r for r in by_stage["svm_tune"] if "mlflow.parentRunId" in r.data.tags]
+    assert len(tune_children) == 4
+    train_run = parents["svm_train"][0]
+    n_steps = len((project.root / "reports/svm_loss.csv").read_text().splitlines()) - 1
+    assert n_steps == 3 * -(-(24 * 5 - 20) // 16)  # epochs x ceil(train / batch)
+    assert len(client.get_metric_history(train_run.info.run_id, "loss")) == n_steps
+    assert len(client.get_metric_history(train_run.info.run_id, "val_accuracy")) == 3
+    artifacts = {a.path for a in client.list_artifacts(train_run.info.run_id)}
+    assert {"model", "svm_loss.png"} <= artifacts
+    evaluate = parents["evaluate"][0]
+    assert evaluate.data.metrics["knn_test_accuracy"] == metrics["knn"]["test_accuracy"]
+    assert evaluate.data.metrics["svm_test_accuracy"] == metrics["svm"]["test_accuracy"]
+
+    # Reproducible: every random choice is seeded from params.
+    first = (project.root / "reports/metrics.json").read_bytes()
+    project.dvc("repro", "--force")
+    assert (project.root / "reports/metrics.json").read_bytes() == first
+    for name in ["knn_cv.csv", "svm_tune.csv", "svm_loss.csv"]:
+        assert (project.root / "reports" / name).is_file()
+
+    # An experiment in a temporary DVC workspace logs to the project's own store.
+    project.commit("first run")
+    before = len(mlflow_runs(project)[1])
+    project.dvc("exp", "run", "--temp", "-S", "svm.epochs=2")
+    after = mlflow_runs(project)[1]
+    exp_runs = [r for r in after if r.data.tags.get("dvc.exp_name")]
+    assert len(after) > before and exp_runs
+    assert not list((project.root / ".dvc" / "tmp").rglob("mlflow.db"))
+
+
+def test_wrong_md5_fails_clearly_and_leaves_nothing(project, served_archive):
+    url, md5 = served_archive
+    wrong = "0" * 32
+    project.set_params(data={"url": url, "md5": wrong}, **QUICK_PARAMS)
+    proc = project.dvc("repro", check=False)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert wrong in output and md5 in output
+    assert not (project.root / "data/raw/cifar-10-binary.tar.gz").exists()
+    assert not list((project.root / "data").rglob("*")) or all(
+        p.is_dir() for p in (project.root / "data").rglob("*")
+    )
+    _, runs = mlflow_runs(project)
+    assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_bad_archive_stops_prepare_with_no_outputs(project, tmp_path):
+    www = tmp_path / "bad"
+    www.mkdir()
+    X = np.zeros((3, 3072), np.uint8)
+    bad = records_to_bytes(X, np.array([1, 12, 3], np.uint8))
+    md5 = build_archive(www / "a.tar.gz", batches={"cifar-10-batches-bin/data_batch_2.bin": bad})
+    project.set_params(data={"url": str(www / "a.tar.gz"), "md5": md5}, **QUICK_PARAMS)
+    proc = project.dvc("repro", check=False)
+    assert proc.returncode != 0
+    assert "12" in proc.stderr and "data_batch_2.bin" in proc.stderr
+    assert not (project.root / "data/prepared").exists() or not any(
+        (project.root / "data/prepared").iterdir()
+    )
+    assert not (project.root / "reports/class_counts.csv").exists()
+
+
+def _mirror_subset(path, per_batch, test_records):
+    from cifarlab.data.archive import read_cifar10_archive
+
+    full = read_cifar10_archive(MIRROR / "cifar-10-binary.tar.gz")
+    members = {
+        f"cifar-10-batches-bin/data_batch_{i}.bin": records_to_bytes(X[:per_batch], y[:per_batch])
+        for i, (X, y) in enumerate(full.train_batches, start=1)
+    }
+    X, y = full.test
+    members["cifar-10-batches-bin/test_batch.bin"] = records_to_bytes(
+        X[:test_records], y[:test_records]
+    )
+    return build_archive(path, batches=members)
+
+
+@pytest.mark.skipif(not (MIRROR / "cifar-10-binary.tar.gz").exists(), reason="no CIFAR-10 mirror")
+def test_repro_on_a_subset_of_the_mirror(project, tmp_path):
+    www = tmp_path / "mirror"
+    www.mkdir()
+    md5 = _mirror_subset(www / "cifar-10-binary.tar.gz", per_batch=800, test_records=1000)
+    with serve_directory(www) as base_url:
+        project.set_params(
+            data={"url": f"{base_url}cifar-10-binary.tar.gz", "md5": md5},
+            split={"val_size": 500, "seed": 0},
+            knn={"k_choices": [1, 5, 10], "folds": 3, "train_size": None},
+            svm={"epochs": 5},
+            svm_tune={"learning_rates": [1.0e-7, 5.0e-7], "regs": [2.5e3, 2.5e4], "epochs": 3},
+        )
+        project.dvc("repro")
+    metrics = json.loads((project.root / "reports/metrics.json").read_text())
+    # Chance is 0.10; real images from 3,500 training samples do far better.
+    assert metrics["knn"]["test_accuracy"] > 0.18
+    assert metrics["svm"]["test_accuracy"] > 0.20
