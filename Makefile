@@ -12,7 +12,7 @@ DATA_MD5 ?=
 # A relative path becomes absolute, so it also resolves inside `dvc exp` workspaces.
 data_url = $(if $(findstring ://,$(DATA_URL)),$(DATA_URL),$(abspath $(DATA_URL)))
 
-.PHONY: venv repro test ui lint bench clean-venv
+.PHONY: venv repro test ui lint bench clean-venv server server-stop server-status
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,17 @@ lint: $(STAMP)
 
 ui: $(STAMP)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+# The team's MLflow tracking server (PostgreSQL + served artifacts) on 127.0.0.1:5000.
+# Settings: scripts/tracking-server.sh; then export MLFLOW_TRACKING_URI=http://127.0.0.1:5000
+server: $(STAMP)
+	scripts/tracking-server.sh start
+
+server-stop:
+	scripts/tracking-server.sh stop
+
+server-status:
+	scripts/tracking-server.sh status
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m pip install --quiet -c requirements.lock -e '.[dev,bench]'

@@ -24,7 +24,6 @@ import argparse
 import os
 import resource
 import statistics
-import tarfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -32,10 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from cifarlab import _knn_kernels, knn
+from cifarlab.data.archive import parse_batch, read_cifar10_archive
 
 REPO = Path(__file__).resolve().parents[1]
 MIRROR = REPO.parent / "shared" / "data" / "cifar-10-mirror" / "cifar-10-binary.tar.gz"
-RECORD = 3073  # 1 label byte + 32 x 32 x 3 pixel bytes
 TRAIN = [f"data_batch_{i}.bin" for i in range(1, 6)]
 TEST = "test_batch.bin"
 
@@ -43,31 +42,21 @@ TEST = "test_batch.bin"
 # --- data --------------------------------------------------------------------------------------
 
 
-def _parse(raw: bytes, name: str) -> np.ndarray:
-    if len(raw) % RECORD:
-        raise SystemExit(f"{name}: {len(raw)} bytes is not a whole number of {RECORD}-byte records")
-    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, RECORD)[:, 1:]
-
-
 def load_cifar(data_dir: Path | None) -> tuple[np.ndarray, np.ndarray, str] | None:
-    """(X_train, X_test, source) as C-contiguous uint8 arrays, or None if nothing is found."""
+    """(X_train, X_test, source) as C-contiguous uint8 arrays, or None if nothing is found.
+
+    ``data_dir`` holds the official binary batches (the archive's folder, extracted); else the
+    mirror tarball is read (in memory, validated) like the pipeline's prepare stage reads it.
+    """
     if data_dir is not None:
-        train = [_parse((data_dir / n).read_bytes(), n) for n in TRAIN]
-        test = _parse((data_dir / TEST).read_bytes(), TEST)
+        train = [parse_batch((data_dir / n).read_bytes(), n)[0] for n in TRAIN]
+        test = parse_batch((data_dir / TEST).read_bytes(), TEST)[0]
         return np.ascontiguousarray(np.vstack(train)), np.ascontiguousarray(test), str(data_dir)
     if not MIRROR.exists():
         return None
-    parts: dict[str, np.ndarray] = {}
-    with tarfile.open(MIRROR, "r:gz") as tar:
-        for member in tar:
-            base = member.name.rsplit("/", 1)[-1]
-            if member.isfile() and base in (*TRAIN, TEST):
-                parts[base] = _parse(tar.extractfile(member).read(), member.name)
-    missing = [n for n in (*TRAIN, TEST) if n not in parts]
-    if missing:
-        raise SystemExit(f"{MIRROR}: missing {missing}")
-    X_train = np.ascontiguousarray(np.vstack([parts[n] for n in TRAIN]))
-    return X_train, np.ascontiguousarray(parts[TEST]), str(MIRROR)
+    archive = read_cifar10_archive(MIRROR)
+    X_train, _ = archive.train
+    return np.ascontiguousarray(X_train), np.ascontiguousarray(archive.test[0]), str(MIRROR)
 
 
 # --- exact reference ---------------------------------------------------------------------------

@@ -80,16 +80,14 @@ class Project:
         return f"sqlite:///{self.root / 'mlflow.db'}"
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
-    root = tmp_path / "project"
-    root.mkdir()
+def copy_project(root: Path) -> Project:
+    """A fresh git repository at ``root`` holding the pipeline's files, committed."""
+    root.mkdir(parents=True)
     for name in PROJECT_FILES:
         src = REPO / name
         if src.is_dir():
-            shutil.copytree(
-                src, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-            )
+            ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+            shutil.copytree(src, root / name, ignore=ignore)
         else:
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, root / name)
@@ -97,6 +95,11 @@ def project(tmp_path: Path) -> Project:
     proj.run("git", "init", "-q", "-b", "main")
     proj.commit("project copy")
     return proj
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return copy_project(tmp_path / "project")
 
 
 # Small settings so the whole pipeline runs in seconds on a tiny archive.

@@ -16,6 +16,7 @@ from cifarlab.linear import (
     REGULARIZERS,
     LinearClassifier,
     SGDResult,
+    check_hyperparameters,
     hinge_loss_grad,
     loss_grad,
     regularization,
@@ -425,6 +426,100 @@ def test_model_fit_diverging_names_hyperparameters():
         clf.fit(X * 100, y)
 
 
+def noisy_blobs(seed=0, n_per_class=40, d=8, n_classes=3):
+    """Overlapping blobs: validation accuracy goes up and down between epochs."""
+    return blobs(seed, n_per_class=n_per_class, d=d, n_classes=n_classes, spread=2.5)
+
+
+def stopping_epoch(val_accuracy, patience):
+    """Reference of the early-stopping rule: the first epoch that is `patience` epochs past the
+    first best validation accuracy so far (None if training would run to the end)."""
+    best = 0
+    for epoch in range(1, len(val_accuracy)):
+        if val_accuracy[epoch] > val_accuracy[best]:
+            best = epoch
+        elif epoch - best >= patience:
+            return epoch, best
+    return None, best
+
+
+@pytest.mark.parametrize("patience", [1, 2, 3])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_early_stopping_stops_on_the_rule_and_keeps_the_best_epoch(loss, patience):
+    X, y = noisy_blobs()
+    X_val, y_val = noisy_blobs(seed=1, n_per_class=10)
+    kw = dict(loss=loss, learning_rate=0.5, batch_size=8, epochs=25, X_val=X_val, y_val=y_val)
+    full = run_sgd(X, y, **kw)
+    stopped = run_sgd(X, y, patience=patience, **kw)
+    stop, best = stopping_epoch(full.val_accuracy, patience)
+    assert stop is not None, "the problem must make early stopping trigger"
+    assert stopped.n_epochs == stop + 1 and stopped.best_epoch == best
+    steps = -(-y.size // 8)
+    assert stopped.n_steps == (stop + 1) * steps
+    assert stopped.loss_history.shape == (stopped.n_steps,)
+    # The run is the prefix of the full one, and its weights are those after the best epoch:
+    # training for best + 1 epochs gives the same (SGD draws the same numbers in the same order).
+    np.testing.assert_array_equal(stopped.val_accuracy, full.val_accuracy[: stop + 1])
+    np.testing.assert_array_equal(stopped.loss_history, full.loss_history[: stopped.n_steps])
+    upto_best = run_sgd(X, y, **dict(kw, epochs=best + 1))
+    np.testing.assert_array_equal(stopped.W, upto_best.W)
+    np.testing.assert_array_equal(stopped.b, upto_best.b)
+    assert stopped.val_accuracy[best] == stopped.val_accuracy.max()
+
+
+def test_without_patience_the_last_epoch_is_kept():
+    X, y = noisy_blobs()
+    X_val, y_val = noisy_blobs(seed=1, n_per_class=10)
+    result = run_sgd(X, y, learning_rate=0.5, batch_size=8, epochs=6, X_val=X_val, y_val=y_val)
+    assert result.n_epochs == 6 and result.best_epoch == 5
+
+
+def test_patience_longer_than_training_runs_every_epoch():
+    X, y = noisy_blobs()
+    X_val, y_val = noisy_blobs(seed=1, n_per_class=10)
+    result = run_sgd(X, y, epochs=4, patience=10, X_val=X_val, y_val=y_val)
+    assert result.n_epochs == 4
+    assert result.best_epoch == int(np.argmax(result.val_accuracy))
+
+
+def test_train_eval_size_measures_a_fixed_subset_and_leaves_training_unchanged():
+    X, y = noisy_blobs(n_per_class=50)
+    every = run_sgd(X, y, epochs=3)
+    subset = run_sgd(X, y, epochs=3, train_eval_size=40)
+    same = run_sgd(X, y, epochs=3, train_eval_size=10_000)  # >= n_samples: all of them
+    np.testing.assert_array_equal(subset.W, every.W)  # the subset does not touch SGD's stream
+    np.testing.assert_array_equal(same.train_accuracy, every.train_accuracy)
+    # The subset is rng.spawn(1)[0].choice(n, 40, replace=False), the same every epoch.
+    rows = np.sort(np.random.default_rng(0).spawn(1)[0].choice(y.size, 40, replace=False))
+    expected = np.mean((X[rows] @ subset.W + subset.b).argmax(1) == y[rows])
+    assert subset.train_accuracy[-1] == expected
+    assert np.all(subset.train_accuracy * 40 == np.round(subset.train_accuracy * 40))
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_mean_centres_raw_minibatches_exactly_like_centring_first(nesterov):
+    X, y = small_images(n=90)
+    X_val, y_val = small_images(seed=1, n=30)
+    mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+    kw = dict(learning_rate=1e-4, reg=1e-2, batch_size=16, epochs=3, momentum=0.5,
+              nesterov=nesterov)  # fmt: skip
+    on_the_fly = run_sgd(X, y, mean=mean, X_val=X_val, y_val=y_val, **kw)
+    centred = run_sgd(
+        X.astype(np.float32) - mean, y, X_val=X_val.astype(np.float32) - mean, y_val=y_val, **kw
+    )
+    for field in ("W", "b", "loss_history", "train_accuracy", "val_accuracy"):
+        np.testing.assert_array_equal(getattr(on_the_fly, field), getattr(centred, field))
+    assert on_the_fly.W.dtype == np.float32
+
+
+def test_check_hyperparameters_accepts_partial_dicts_and_names_bad_ones():
+    check_hyperparameters({"loss": "softmax", "learning_rate": 1e-3})
+    with pytest.raises(ConfigError, match="unknown parameter 'lr'"):
+        check_hyperparameters({"lr": 1e-3})
+    with pytest.raises(ConfigError, match="patience"):
+        check_hyperparameters({"patience": 0})
+
+
 # --------------------------------------------------------------------------- estimator
 
 
@@ -449,6 +544,7 @@ def test_fit_returns_self_and_sets_learned_state():
     assert clf.mean_.shape == (12,) and clf.mean_.dtype == np.float32
     np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
     assert clf.n_steps_ == 5 * 6 and clf.loss_history_.shape == (30,)
+    assert clf.n_epochs_ == 5 and clf.best_epoch_ == 4
     assert clf.train_accuracy_history_.shape == (5,)
     assert clf.val_accuracy_history_.shape == (0,)
     assert clf.n_features_in_ == 12
@@ -459,7 +555,7 @@ def test_init_stores_hyperparameters_unmodified_and_get_params_round_trips():
     params = dict(
         loss="softmax", reg=3, reg_type="elasticnet", l1_ratio=0.2, delta=2.0,
         learning_rate=1e-3, batch_size=7, epochs=2, momentum=0.5, nesterov=True,
-        lr_decay=0.9, random_state=42,
+        lr_decay=0.9, patience=3, train_eval_size=100, random_state=42,
     )  # fmt: skip
     clf = LinearClassifier(**params)
     assert clf.get_params() == params
@@ -570,6 +666,10 @@ BAD_INPUTS = {
     "nesterov no momentum": (lambda: _fit(nesterov=True), r"nesterov=True needs momentum"),
     "lr_decay=0": (lambda: _fit(lr_decay=0.0), r"lr_decay .*0\.0"),
     "lr_decay>1": (lambda: _fit(lr_decay=1.5), r"lr_decay .*1\.5"),
+    "patience=0": (lambda: _fit(patience=0, X_val=_X, y_val=_Y), r"patience .*0"),
+    "patience float": (lambda: _fit(patience=2.0, X_val=_X, y_val=_Y), r"patience .*2\.0"),
+    "patience no val": (lambda: _fit(patience=2), r"patience=2 \(early stopping\) needs X_val"),
+    "train_eval_size=0": (lambda: _fit(train_eval_size=0), r"train_eval_size .*0"),
     "random_state<0": (lambda: _fit(random_state=-1), r"random_state .*-1"),
     "random_state str": (lambda: _fit(random_state="0"), r"random_state .*'0'"),
     # data given to fit
@@ -613,6 +713,14 @@ BAD_INPUTS = {
     "sgd n_classes": (lambda: run_sgd(*blobs(n_per_class=2), n_classes=1), r"n_classes .*1"),
     "sgd label range": (lambda: run_sgd(*blobs(n_per_class=2), n_classes=2), r"y must hold labels"),
     "sgd W0_scale": (lambda: run_sgd(*blobs(n_per_class=2), W0_scale=-1.0), r"W0_scale .*-1\.0"),
+    "sgd mean shape": (
+        lambda: run_sgd(*blobs(n_per_class=2), mean=np.zeros(3, np.float32)),
+        r"mean must be a float array of shape \(8,\)",
+    ),
+    "sgd mean nan": (
+        lambda: run_sgd(*blobs(n_per_class=2), mean=np.full(8, np.nan, np.float32)),
+        r"mean contains NaN",
+    ),
 }
 
 

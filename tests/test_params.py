@@ -6,14 +6,15 @@ import pytest
 from conftest import REPO
 
 from cifarlab.errors import ConfigError
-from cifarlab.params import Section, linear_hyperparameters, load_params
+from cifarlab.params import Section, linear_hyperparameters, linear_search_settings, load_params
 
 
 def test_repository_params_are_valid():
     params = load_params(REPO / "params.yaml")
     hyper = linear_hyperparameters(params["svm"])
-    assert hyper["loss"] == "hinge" and hyper["batch_size"] >= 1
-    assert params["svm_tune"].list("learning_rates", "float")
+    assert hyper["loss"] == "hinge" and hyper["epochs"] >= 1
+    method, settings, n_jobs = linear_search_settings(params["svm_tune"])
+    assert method in ("grid", "random") and settings["batch_sizes"] and n_jobs >= 1
     assert set(params["knn"].list("distances", "str", choices=("l1", "l2"))) == {"l1", "l2"}
 
 

@@ -12,6 +12,15 @@ from conftest import MIRROR, QUICK_PARAMS
 pytestmark = pytest.mark.e2e
 
 STAGES = ["download", "prepare", "knn_cv", "svm_tune", "svm_train", "evaluate"]
+# A 2 x 2 grid (QUICK_PARAMS' grid-era keys are superseded) searched by two worker processes.
+QUICK_TUNE = {
+    "method": "grid",
+    "learning_rates": [1.0e-7, 1.0e-6],
+    "regs": [1.0e2, 1.0e4],
+    "batch_sizes": [16],
+    "n_jobs": 2,
+}
+QUICK = {**QUICK_PARAMS, "svm_tune": QUICK_TUNE}
 
 
 def mlflow_runs(project):
@@ -34,7 +43,7 @@ def served_archive(tmp_path):
 
 def test_repro_end_to_end_then_force_is_identical(project, served_archive):
     url, md5 = served_archive
-    project.set_params(data={"url": url, "md5": md5}, **QUICK_PARAMS)
+    project.set_params(data={"url": url, "md5": md5}, **QUICK)
     project.dvc("repro")
 
     metrics = json.loads((project.root / "reports/metrics.json").read_text())
@@ -60,6 +69,8 @@ def test_repro_end_to_end_then_force_is_identical(project, served_archive):
         "reports/svm_train.json",
         "reports/svm_loss.csv",
         "reports/plots/svm_loss.png",
+        "reports/plots/svm_templates.png",
+        "reports/plots/svm_tune.png",
     ]:
         assert (project.root / path).is_file(), path
     counts = (project.root / "reports/class_counts.csv").read_text().splitlines()
@@ -88,13 +99,33 @@ def test_repro_end_to_end_then_force_is_identical(project, served_archive):
     )
     tune_children = [r for r in by_stage["svm_tune"] if "mlflow.parentRunId" in r.data.tags]
     assert len(tune_children) == 4
+    assert {(r.data.params["learning_rate"], r.data.params["reg"]) for r in tune_children} == {
+        (lr, reg) for lr in ("1e-07", "1e-06") for reg in ("100.0", "10000.0")
+    }
+    for child in tune_children:
+        assert child.info.status == "FINISHED"
+        assert child.data.params["batch_size"] == "16"
+        epochs_run = len(client.get_metric_history(child.info.run_id, "val_accuracy"))
+        assert 1 <= epochs_run <= 3
+        assert len(client.get_metric_history(child.info.run_id, "loss")) == epochs_run * 7
+    tune_table = (project.root / "reports/svm_tune.csv").read_text().splitlines()
+    assert tune_table[0].startswith("trial,learning_rate,reg,batch_size,") and len(tune_table) == 5
+    choice = json.loads((project.root / "reports/svm_choice.json").read_text())
     train_run = parents["svm_train"][0]
+    summary = json.loads((project.root / "reports/svm_train.json").read_text())
+    assert summary["val_accuracy"] == choice["val_accuracy"]  # the chosen trial, reproduced
     n_steps = len((project.root / "reports/svm_loss.csv").read_text().splitlines()) - 1
-    assert n_steps == 3 * -(-(24 * 5 - 20) // 16)  # epochs x ceil(train / batch)
-    assert len(client.get_metric_history(train_run.info.run_id, "loss")) == n_steps
-    assert len(client.get_metric_history(train_run.info.run_id, "val_accuracy")) == 3
+    steps_per_epoch = -(-(24 * 5 - 20) // 16)  # ceil(train / batch)
+    assert n_steps == summary["epochs_run"] * steps_per_epoch
+    loss = sorted(client.get_metric_history(train_run.info.run_id, "loss"), key=lambda m: m.step)
+    assert [m.step for m in loss] == list(range(n_steps))
+    assert len(client.get_metric_history(train_run.info.run_id, "val_accuracy")) == (
+        summary["epochs_run"]
+    )
     artifacts = {a.path for a in client.list_artifacts(train_run.info.run_id)}
-    assert {"model", "svm_loss.png"} <= artifacts
+    assert {"model", "svm_loss.png", "svm_templates.png"} <= artifacts
+    model_files = {a.path for a in client.list_artifacts(train_run.info.run_id, "model")}
+    assert {"model/MLmodel", "model/code", "model/data"} <= model_files
     evaluate = parents["evaluate"][0]
     assert evaluate.data.metrics["knn_test_accuracy"] == metrics["knn"]["test_accuracy"]
     assert evaluate.data.metrics["svm_test_accuracy"] == metrics["svm"]["test_accuracy"]
@@ -103,23 +134,33 @@ def test_repro_end_to_end_then_force_is_identical(project, served_archive):
     first = (project.root / "reports/metrics.json").read_bytes()
     project.dvc("repro", "--force")
     assert (project.root / "reports/metrics.json").read_bytes() == first
+    assert (project.root / "reports/svm_tune.csv").read_text().splitlines() == tune_table
     for name in ["knn_cv.csv", "svm_tune.csv", "svm_loss.csv"]:
         assert (project.root / "reports" / name).is_file()
 
-    # An experiment in a temporary DVC workspace logs to the project's own store.
+    # svm.loss switches the whole linear chain to softmax; an experiment in a temporary DVC
+    # workspace logs to the project's own store.
     project.commit("first run")
     before = len(mlflow_runs(project)[1])
-    project.dvc("exp", "run", "--temp", "-S", "svm.epochs=2")
+    project.dvc("exp", "run", "--temp", "-S", "svm.loss=softmax")
     after = mlflow_runs(project)[1]
     exp_runs = [r for r in after if r.data.tags.get("dvc.exp_name")]
     assert len(after) > before and exp_runs
+    exp_stages = {
+        r.data.tags["cifarlab.stage"]: r
+        for r in exp_runs
+        if "mlflow.parentRunId" not in r.data.tags
+    }
+    assert set(exp_stages) == {"svm_tune", "svm_train", "evaluate"}
+    assert all(r.info.status == "FINISHED" for r in exp_stages.values())
+    assert exp_stages["svm_train"].data.params["svm.loss"] == "softmax"
     assert not list((project.root / ".dvc" / "tmp").rglob("mlflow.db"))
 
 
 def test_wrong_md5_fails_clearly_and_leaves_nothing(project, served_archive):
     url, md5 = served_archive
     wrong = "0" * 32
-    project.set_params(data={"url": url, "md5": wrong}, **QUICK_PARAMS)
+    project.set_params(data={"url": url, "md5": wrong}, **QUICK)
     proc = project.dvc("repro", check=False)
     assert proc.returncode != 0
     output = proc.stdout + proc.stderr
@@ -138,7 +179,7 @@ def test_bad_archive_stops_prepare_with_no_outputs(project, tmp_path):
     X = np.zeros((3, 3072), np.uint8)
     bad = records_to_bytes(X, np.array([1, 12, 3], np.uint8))
     md5 = build_archive(www / "a.tar.gz", batches={"cifar-10-batches-bin/data_batch_2.bin": bad})
-    project.set_params(data={"url": str(www / "a.tar.gz"), "md5": md5}, **QUICK_PARAMS)
+    project.set_params(data={"url": str(www / "a.tar.gz"), "md5": md5}, **QUICK)
     proc = project.dvc("repro", check=False)
     assert proc.returncode != 0
     assert "12" in proc.stderr and "data_batch_2.bin" in proc.stderr
@@ -174,7 +215,7 @@ def test_repro_on_a_subset_of_the_mirror(project, tmp_path):
             split={"val_size": 500, "seed": 0},
             knn={"k_choices": [1, 5, 10], "folds": 3, "train_size": None},
             svm={"epochs": 5},
-            svm_tune={"learning_rates": [1.0e-7, 5.0e-7], "regs": [2.5e3, 2.5e4], "epochs": 3},
+            svm_tune={"method": "random", "n_trials": 4, "batch_sizes": [100, 200]},
         )
         project.dvc("repro")
     metrics = json.loads((project.root / "reports/metrics.json").read_text())

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 
 from cifarlab import tracking
 from cifarlab.errors import ConfigError
+from cifarlab.linear import LinearClassifier
+from cifarlab.pipeline import save_linear_model
 
 
 @pytest.fixture
@@ -83,3 +88,143 @@ def test_flatten_nested_params():
         "a.c.d": "[1, 2]",
         "e": "None",
     }
+
+
+# --------------------------------------------------------------------------- linear models
+
+
+def _images(n=60, seed=0):
+    """Raw uint8 CIFAR-shaped rows whose class shows in the first pixels."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    X = rng.integers(0, 100, size=(n, 3072))
+    X[:, :3] += 150 * np.eye(3, dtype=np.int64)[y]
+    return X.astype(np.uint8), y
+
+
+def _logged_model(tmp_path):
+    X, y = _images()
+    model = LinearClassifier(learning_rate=1e-5, reg=1e-2, batch_size=10, epochs=3).fit(X, y)
+    save_linear_model(tmp_path / "svm.npz", model)
+    with tracking.stage_run("svm_train", {}, experiment="exp") as run:
+        run.log_linear_model(tmp_path / "svm.npz", input_example=X[:2])
+    return model, X, f"runs:/{run.run_id}/model"
+
+
+def test_linear_model_is_a_pyfunc_model_of_raw_images(store, tmp_path):
+    import mlflow.pyfunc
+
+    model, X, uri = _logged_model(tmp_path)
+    loaded = mlflow.pyfunc.load_model(uri)
+    labels = loaded.predict(X)
+    assert labels.dtype == np.int64 and labels.shape == (60,)
+    np.testing.assert_array_equal(labels, model.predict(X))
+    (inputs,) = loaded.metadata.signature.inputs.inputs
+    (outputs,) = loaded.metadata.signature.outputs.inputs
+    assert (inputs.type, inputs.shape) == (np.dtype(np.uint8), (-1, 3072))
+    assert (outputs.type, outputs.shape) == (np.dtype(np.int64), (-1,))
+    local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "dl")))
+    assert (local / "input_example.json").is_file()
+    assert (local / "code" / "cifarlab" / "serving.py").is_file()
+    assert not list(local.rglob("__pycache__"))
+    with pytest.raises(Exception, match="3072"):  # MLflow's schema check or ours
+        loaded.predict(X[:, :100])
+
+
+def test_pyfunc_model_loads_where_cifarlab_is_not_installed(store, tmp_path):
+    model, X, uri = _logged_model(tmp_path)
+    np.save(tmp_path / "x.npy", X)
+    src = str(Path(tracking.__file__).resolve().parents[1])
+    script = f"""
+import importlib.util, sys
+sys.path = [p for p in sys.path if p and p.rstrip("/") != {src!r}]
+assert importlib.util.find_spec("cifarlab") is None, "cifarlab still importable"
+import mlflow.pyfunc, numpy as np
+labels = mlflow.pyfunc.load_model({uri!r}).predict(np.load({str(tmp_path / "x.npy")!r}))
+import cifarlab
+print(cifarlab.__file__)
+print(",".join(map(str, labels)))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    origin, labels = proc.stdout.strip().splitlines()[-2:]
+    assert "/code/cifarlab/" in origin and not origin.startswith(src)
+    assert [int(v) for v in labels.split(",")] == model.predict(X).tolist()
+
+
+def test_epoch_logger_streams_the_curves_of_a_fit(store):
+    X, y = _images()
+    X_val, y_val = _images(n=30, seed=1)
+    with tracking.stage_run("svm_train", {}, experiment="exp") as run:
+        with run.epoch_logger() as on_epoch_end:
+            model = LinearClassifier(
+                learning_rate=1e-5, reg=1e-2, batch_size=16, epochs=3
+            ).fit(X, y, X_val, y_val, on_epoch_end=on_epoch_end)
+    loss = sorted(store.get_metric_history(run.run_id, "loss"), key=lambda m: m.step)
+    assert [m.step for m in loss] == list(range(model.n_steps_))  # 3 epochs x 4 steps
+    assert [m.value for m in loss] == model.loss_history_.tolist()
+    for key, history in (
+        ("train_accuracy", model.train_accuracy_history_),
+        ("val_accuracy", model.val_accuracy_history_),
+    ):
+        logged = sorted(store.get_metric_history(run.run_id, key), key=lambda m: m.step)
+        assert [(m.step, m.value) for m in logged] == list(enumerate(history.tolist()))
+
+
+def test_log_trial_makes_a_child_run_finished_or_failed(store):
+    from cifarlab.search import TrialResult
+
+    hyper = {"learning_rate": 1e-6, "reg": 100.0, "batch_size": 200, "loss": "hinge"}
+    ok = TrialResult(0, hyper, np.array([2.0, 1.0, 0.5]), np.array([0.3, 0.4]),
+                     np.array([0.25, 0.35]), 1, 1.5)  # fmt: skip
+    bad = TrialResult(1, dict(hyper, learning_rate=1.0), np.empty(0), np.empty(0), np.empty(0),
+                      -1, 0.1, "training diverged: the loss became inf at step 3")  # fmt: skip
+    with tracking.stage_run("svm_tune", {}, experiment="exp", data_md5="cd" * 16) as run:
+        run.log_trial(ok)
+        run.log_trial(bad)
+    runs = {r.info.run_name: r for r in _runs(store)}
+    child_ok, child_bad = runs[ok.name], runs[bad.name]
+    assert child_ok.info.status == "FINISHED" and child_bad.info.status == "FAILED"
+    assert child_ok.data.params["learning_rate"] == "1e-06"
+    assert child_ok.data.params["trial"] == "0"
+    assert child_ok.data.metrics["best_val_accuracy"] == 0.35
+    assert child_ok.data.tags["cifarlab.data_md5"] == "cd" * 16
+    assert child_ok.data.tags["mlflow.parentRunId"] == runs["svm_tune"].info.run_id
+    assert len(store.get_metric_history(child_ok.info.run_id, "loss")) == 3
+    assert child_bad.data.tags["cifarlab.error"].startswith("training diverged")
+
+
+def test_a_failed_stage_run_keeps_the_error_as_a_tag(store):
+    with pytest.raises(ValueError):
+        with tracking.stage_run("svm_train", {}, experiment="exp"):
+            raise ValueError("learning_rate=1e+30 diverged at step 7")
+    (run,) = _runs(store)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["cifarlab.error"] == "ValueError: learning_rate=1e+30 diverged at step 7"
+
+
+def test_training_error_still_stores_the_epochs_done(store):
+    X, y = _images()
+    calls = []
+
+    def fail_in_epoch_2(epoch, *args):
+        calls.append(epoch)
+        if epoch == 1:
+            raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        with tracking.stage_run("svm_train", {}, experiment="exp") as run:
+            with run.epoch_logger() as on_epoch_end:
+
+                def both(epoch, *args):
+                    on_epoch_end(epoch, *args)
+                    fail_in_epoch_2(epoch, *args)
+
+                LinearClassifier(learning_rate=1e-5, batch_size=16, epochs=4).fit(
+                    X, y, on_epoch_end=both
+                )
+    (logged,) = _runs(store)
+    assert logged.info.status == "FAILED" and calls == [0, 1]
+    assert len(store.get_metric_history(run.run_id, "train_accuracy")) == 2

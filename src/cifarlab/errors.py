@@ -27,3 +27,7 @@ class ArchiveError(DataError):
 
 class TrainingDiverged(CifarlabError, FloatingPointError):
     """The training loss became NaN or infinite."""
+
+
+class TrackingError(CifarlabError):
+    """The MLflow tracking store cannot be reached or refuses this client."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,9 +25,9 @@ from cifarlab.errors import ConfigError, TrainingDiverged
 LOSSES = ("hinge", "softmax")
 REGULARIZERS = ("l2", "l1", "elasticnet")
 
-# Rows per chunk when scoring a whole data set: bounds the float32 temporary of a
-# mean-subtracted chunk to ~50 MB for 3,072 features instead of a full copy of the data.
-_CHUNK_ROWS = 4096
+# Rows per chunk when scoring a whole data set: the float32 temporary of a mean-subtracted chunk
+# (12 MB for 3,072 features) stays in cache, instead of a full float copy of the data.
+_CHUNK_ROWS = 1024
 
 EpochCallback = Callable[[int, np.ndarray, float, "float | None"], Any]
 
@@ -104,6 +104,8 @@ def _check_sgd_hyperparameters(
     momentum: Any,
     nesterov: Any,
     lr_decay: Any,
+    patience: Any = None,
+    train_eval_size: Any = None,
 ) -> None:
     """Validate everything :func:`sgd` and :meth:`LinearClassifier.fit` share."""
     _check_hyperparameters(loss=loss, reg=reg, reg_type=reg_type, l1_ratio=l1_ratio, delta=delta)
@@ -116,6 +118,10 @@ def _check_sgd_hyperparameters(
     if nesterov and momentum == 0:
         raise ConfigError("nesterov=True needs momentum > 0, got momentum=0")
     _check_real("lr_decay", lr_decay, low=0.0, high=1.0, low_open=True)
+    if patience is not None:
+        _check_int("patience", patience, low=1)
+    if train_eval_size is not None:
+        _check_int("train_eval_size", train_eval_size, low=1)
 
 
 def _check_features(name: str, X: Any) -> np.ndarray:
@@ -379,13 +385,21 @@ class SGDResult:
     Attributes
     ----------
     W : ndarray of shape (n_features, n_classes)
+        The weights after the last epoch, or with ``patience`` those of ``best_epoch``.
     b : ndarray of shape (n_classes,)
     loss_history : float64 ndarray of shape (n_steps,)
         Minibatch objective (data loss + penalty) at each step, before that step's update.
-    train_accuracy : float64 ndarray of shape (epochs,)
-        Accuracy on the whole training set at the end of each epoch.
-    val_accuracy : float64 ndarray of shape (epochs,), or shape (0,) without a validation set
+    train_accuracy : float64 ndarray of shape (n_epochs,)
+        Accuracy at the end of each epoch on the training set (or on its fixed random subset of
+        ``train_eval_size`` samples).
+    val_accuracy : float64 ndarray of shape (n_epochs,), or shape (0,) without a validation set
     n_steps : int
+        Steps taken: ``n_epochs * ceil(n_samples / batch_size)``.
+    n_epochs : int
+        Epochs run: ``epochs``, or fewer when early stopping ended training.
+    best_epoch : int
+        The epoch (from 0) whose weights are returned: the last one, or with ``patience`` the
+        first epoch with the highest validation accuracy.
     """
 
     W: np.ndarray
@@ -394,6 +408,8 @@ class SGDResult:
     train_accuracy: np.ndarray
     val_accuracy: np.ndarray
     n_steps: int
+    n_epochs: int
+    best_epoch: int
 
 
 def _scores(
@@ -415,13 +431,30 @@ def _scores(
     return out
 
 
-def _accuracy(X: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray) -> float:
-    return float(np.mean(_scores(X, W, b).argmax(axis=1) == y))
+def _accuracy(
+    X: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray, mean: np.ndarray | None = None
+) -> float:
+    return float(np.mean(_scores(X, W, b, mean).argmax(axis=1) == y))
 
 
-def _work_dtype(X: np.ndarray) -> type[np.floating]:
-    # float64 input keeps float64 (exact checks in tests); everything else trains in float32.
+def _work_dtype(X: np.ndarray, mean: np.ndarray | None = None) -> type[np.floating]:
+    # With a mean, its dtype is the working dtype. Otherwise float64 input keeps float64 (exact
+    # checks in tests) and everything else trains in float32.
+    if mean is not None:
+        return np.float64 if mean.dtype == np.float64 else np.float32
     return np.float64 if X.dtype == np.float64 else np.float32
+
+
+def _check_mean(mean: Any, n_features: int) -> np.ndarray:
+    mean = np.asarray(mean)
+    if mean.shape != (n_features,) or mean.dtype.kind != "f":
+        raise ConfigError(
+            f"mean must be a float array of shape ({n_features},), "
+            f"got shape {mean.shape} and dtype {mean.dtype}"
+        )
+    if not np.isfinite(mean).all():
+        raise ConfigError("mean contains NaN or infinite values")
+    return mean
 
 
 def sgd(
@@ -440,8 +473,11 @@ def sgd(
     momentum: float = 0.0,
     nesterov: bool = False,
     lr_decay: float = 1.0,
+    patience: int | None = None,
+    train_eval_size: int | None = None,
     rng: np.random.Generator,
     W0_scale: float = 1e-3,
+    mean: np.ndarray | None = None,
     X_val: np.ndarray | None = None,
     y_val: np.ndarray | None = None,
     on_epoch_end: EpochCallback | None = None,
@@ -451,8 +487,11 @@ def sgd(
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
-        Already preprocessed features, ideally float32 (float64 is kept as float64; any other
-        dtype is converted to float32). Never modified.
+        The features, never modified. Without ``mean`` they are used as they are (float64 stays
+        float64, anything else is converted to float32 once). With ``mean`` they may be raw
+        (uint8 images): each minibatch, and each chunk scored for the accuracies, is converted
+        to the dtype of ``mean`` and centred on the fly, so no float copy of the whole ``X`` is
+        ever made; the numbers are the same as centring ``X`` first.
     y : ndarray of shape (n_samples,), int in ``[0, n_classes)``
     n_classes : int >= 2
     loss, reg, reg_type, l1_ratio, delta
@@ -461,6 +500,7 @@ def sgd(
         Initial step size.
     batch_size : int >= 1
     epochs : int >= 1
+        The most epochs to run.
     momentum : float in [0, 1)
         Classical momentum ``v = momentum * v - lr * g; W += v`` (on ``W`` and ``b``).
     nesterov : bool
@@ -468,11 +508,23 @@ def sgd(
         Requires ``momentum > 0``.
     lr_decay : float in (0, 1]
         The learning rate is multiplied by this after each epoch.
+    patience : int >= 1, optional
+        Early stopping on validation accuracy (requires ``X_val``): training ends once
+        ``patience`` epochs in a row have not raised the best validation accuracy, and the
+        weights of the best epoch (the first one, on ties) are returned.
+    train_eval_size : int >= 1, optional
+        The per-epoch training accuracy is measured on a fixed random subset of this many
+        training samples (drawn once, before the first epoch), not on all of them; None or a
+        size >= n_samples uses them all.
     rng : numpy.random.Generator
         The only source of randomness: ``W`` starts as ``W0_scale * rng.standard_normal``
         (``b`` at 0), then every epoch draws ``rng.permutation(n_samples)`` and takes
-        consecutive slices of ``batch_size`` of it as minibatches, the last partial one included.
+        consecutive slices of ``batch_size`` of it as minibatches, the last partial one
+        included. The ``train_eval_size`` subset comes from ``rng.spawn(1)[0]``, which leaves
+        that sequence unchanged.
     W0_scale : float >= 0
+    mean : float ndarray of shape (n_features,), optional
+        Subtracted from every row of ``X`` and ``X_val`` (see ``X``).
     X_val : ndarray of shape (n_val, n_features), optional
     y_val : ndarray of shape (n_val,), optional; required with ``X_val``
     on_epoch_end : callable, optional
@@ -483,7 +535,6 @@ def sgd(
     Returns
     -------
     SGDResult
-        ``n_steps = epochs * ceil(n_samples / batch_size)``.
 
     Raises
     ------
@@ -496,7 +547,8 @@ def sgd(
     _check_sgd_hyperparameters(
         loss=loss, reg=reg, reg_type=reg_type, l1_ratio=l1_ratio, delta=delta,
         learning_rate=learning_rate, batch_size=batch_size, epochs=epochs,
-        momentum=momentum, nesterov=nesterov, lr_decay=lr_decay,
+        momentum=momentum, nesterov=nesterov, lr_decay=lr_decay, patience=patience,
+        train_eval_size=train_eval_size,
     )  # fmt: skip
     _check_real("W0_scale", W0_scale, low=0.0)
     _check_int("n_classes", n_classes, low=2)
@@ -507,10 +559,15 @@ def sgd(
 
     X = _check_features("X", X)
     y = _check_labels("y", y, X.shape[0], n_classes)
-    dtype = _work_dtype(X)
-    X = X.astype(dtype, copy=False)
+    if mean is not None:
+        mean = _check_mean(mean, X.shape[1])
+    dtype = _work_dtype(X, mean)
+    if mean is None:
+        X = X.astype(dtype, copy=False)
     if (X_val is None) != (y_val is None):
         raise ConfigError("X_val and y_val must be given together (or both left as None)")
+    if patience is not None and X_val is None:
+        raise ConfigError(f"patience={patience!r} (early stopping) needs X_val and y_val")
     if X_val is not None:
         X_val = _check_features("X_val", X_val)
         if X_val.shape[1] != X.shape[1]:
@@ -518,23 +575,32 @@ def sgd(
                 f"X_val has {X_val.shape[1]} features but X has {X.shape[1]}; they must match"
             )
         y_val = _check_labels("y_val", y_val, X_val.shape[0], n_classes)
-        X_val = X_val.astype(dtype, copy=False)
+        if mean is None:
+            X_val = X_val.astype(dtype, copy=False)
 
     n_samples, n_features = X.shape
     steps_per_epoch = -(-n_samples // batch_size)
-    n_steps = epochs * steps_per_epoch
+    max_steps = epochs * steps_per_epoch
 
     W = (W0_scale * rng.standard_normal((n_features, n_classes))).astype(dtype)
     b = np.zeros(n_classes, dtype=dtype)
+    X_eval, y_eval = X, y
+    if train_eval_size is not None and train_eval_size < n_samples:
+        # A spawned child generator: the subset does not shift the parent's stream, so the
+        # training itself (initialisation, shuffles) does not depend on train_eval_size.
+        eval_rng = rng.spawn(1)[0]
+        rows = np.sort(eval_rng.choice(n_samples, size=train_eval_size, replace=False))
+        X_eval, y_eval = X[rows], y[rows]
     vW = np.zeros_like(W)
     vb = np.zeros_like(b)
-    loss_history = np.empty(n_steps, dtype=np.float64)
+    loss_history = np.empty(max_steps, dtype=np.float64)
     train_accuracy = np.empty(epochs, dtype=np.float64)
     val_accuracy = np.empty(epochs if X_val is not None else 0, dtype=np.float64)
+    best_epoch, best_val, best_W, best_b = -1, -math.inf, W, b
 
     def diverged(what: str, step: int, epoch: int, lr: float) -> TrainingDiverged:
         return TrainingDiverged(
-            f"training diverged: {what} at step {step} of {n_steps} (epoch {epoch} of {epochs}; "
+            f"training diverged: {what} at step {step} of {max_steps} (epoch {epoch} of {epochs}; "
             f"both counted from 0) with loss={loss!r}, learning_rate={learning_rate!r} "
             f"(current {lr!r}), reg={reg!r}, reg_type={reg_type!r}, l1_ratio={l1_ratio!r}, "
             f"delta={delta!r}, batch_size={batch_size!r}, momentum={momentum!r}, "
@@ -544,6 +610,7 @@ def sgd(
 
     lr = float(learning_rate)
     step = 0
+    n_epochs = 0
     for epoch in range(epochs):
         order = rng.permutation(n_samples)
         epoch_start = step
@@ -553,6 +620,10 @@ def sgd(
             for start in range(0, n_samples, batch_size):
                 idx = order[start : start + batch_size]
                 X_batch, y_batch = X[idx], y[idx]
+                if mean is not None:
+                    # X[idx] is already a copy: convert (if needed) and centre it in place.
+                    X_batch = X_batch.astype(dtype, copy=False)
+                    X_batch -= mean
                 if nesterov:
                     value, dW, db = _loss_grad(
                         W + momentum * vW, b + momentum * vb, X_batch, y_batch,
@@ -580,24 +651,34 @@ def sgd(
         # did not overflow either, so the returned weights are always finite.
         if not (np.isfinite(W).all() and np.isfinite(b).all()):
             raise diverged("the weights became non-finite", step - 1, epoch, lr)
+        n_epochs = epoch + 1
 
-        train_accuracy[epoch] = _accuracy(X, y, W, b)
+        train_accuracy[epoch] = _accuracy(X_eval, y_eval, W, b, mean)
         val_acc = None
         if X_val is not None:
-            val_acc = val_accuracy[epoch] = _accuracy(X_val, y_val, W, b)
+            val_acc = val_accuracy[epoch] = _accuracy(X_val, y_val, W, b, mean)
         if on_epoch_end is not None:
             on_epoch_end(
                 epoch, loss_history[epoch_start:step].copy(), train_accuracy[epoch], val_acc
             )
+        if patience is not None:
+            if val_acc > best_val:
+                best_epoch, best_val, best_W, best_b = epoch, val_acc, W.copy(), b.copy()
+            elif epoch - best_epoch >= patience:
+                break
         lr *= lr_decay
 
+    if patience is None:
+        best_epoch, best_W, best_b = n_epochs - 1, W, b
     return SGDResult(
-        W=W,
-        b=b,
-        loss_history=loss_history,
-        train_accuracy=train_accuracy,
-        val_accuracy=val_accuracy,
-        n_steps=n_steps,
+        W=best_W,
+        b=best_b,
+        loss_history=loss_history[:step],
+        train_accuracy=train_accuracy[:n_epochs],
+        val_accuracy=val_accuracy[:n_epochs],
+        n_steps=step,
+        n_epochs=n_epochs,
+        best_epoch=best_epoch,
     )
 
 
@@ -624,6 +705,10 @@ class LinearClassifier:
     momentum : float in [0, 1)
     nesterov : bool
     lr_decay : float in (0, 1]
+    patience : int >= 1 or None
+        Early stopping on validation accuracy (needs ``X_val`` in :meth:`fit`); see :func:`sgd`.
+    train_eval_size : int >= 1 or None
+        Size of the training subset the per-epoch training accuracy is measured on.
     random_state : int >= 0
         Seed of the ``numpy.random.default_rng`` driving initialisation and shuffling.
 
@@ -636,9 +721,13 @@ class LinearClassifier:
     classes_ : ndarray of shape (n_classes,), equal to ``arange(n_classes)``
     n_features_in_ : int
     loss_history_ : float64 ndarray of shape (n_steps_,)
-    train_accuracy_history_ : float64 ndarray of shape (epochs,)
-    val_accuracy_history_ : float64 ndarray of shape (epochs,), or (0,) when fit without X_val
+    train_accuracy_history_ : float64 ndarray of shape (n_epochs_,)
+    val_accuracy_history_ : float64 ndarray of shape (n_epochs_,), or (0,) when fit without X_val
     n_steps_ : int
+    n_epochs_ : int
+        Epochs run (fewer than ``epochs`` when early stopping ended training).
+    best_epoch_ : int
+        The epoch (from 0) whose weights the model holds.
     """
 
     _PARAM_NAMES = (
@@ -653,6 +742,8 @@ class LinearClassifier:
         "momentum",
         "nesterov",
         "lr_decay",
+        "patience",
+        "train_eval_size",
         "random_state",
     )
 
@@ -670,6 +761,8 @@ class LinearClassifier:
         momentum: float = 0.0,
         nesterov: bool = False,
         lr_decay: float = 1.0,
+        patience: int | None = None,
+        train_eval_size: int | None = None,
         random_state: int = 0,
     ) -> None:
         self.loss = loss
@@ -683,6 +776,8 @@ class LinearClassifier:
         self.momentum = momentum
         self.nesterov = nesterov
         self.lr_decay = lr_decay
+        self.patience = patience
+        self.train_eval_size = train_eval_size
         self.random_state = random_state
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -691,12 +786,8 @@ class LinearClassifier:
 
     def set_params(self, **params: Any) -> LinearClassifier:
         """Set hyperparameters by name (scikit-learn contract); unknown names raise ConfigError."""
+        _check_param_names(params)
         for name, value in params.items():
-            if name not in self._PARAM_NAMES:
-                raise ConfigError(
-                    f"unknown parameter {name!r} for LinearClassifier; "
-                    f"valid ones are {self._PARAM_NAMES}"
-                )
             setattr(self, name, value)
         return self
 
@@ -717,7 +808,8 @@ class LinearClassifier:
         Parameters
         ----------
         X : ndarray of shape (n_samples, n_features)
-            Raw images (uint8 CIFAR-10 rows of 3,072) or any numeric features; not modified.
+            Raw images (uint8 CIFAR-10 rows of 3,072) or any numeric features; not modified and
+            not copied: minibatches are converted to float32 and centred as they are drawn.
         y : ndarray of shape (n_samples,)
             Integer labels; the classes present must be exactly ``0 .. n_classes-1``.
         X_val : ndarray of shape (n_val, n_features), optional
@@ -730,12 +822,7 @@ class LinearClassifier:
         -------
         self
         """
-        # Validate everything before the (expensive, ~600 MB for CIFAR-10) float32 copy.
-        params = self.get_params()
-        random_state = params.pop("random_state")
-        _check_sgd_hyperparameters(**params)
-        if not _is_int(random_state) or random_state < 0:
-            raise ConfigError(f"random_state must be an integer >= 0, got {random_state!r}")
+        check_hyperparameters(self.get_params())
         X = _check_features("X", X)
         y = _check_labels("y", y, X.shape[0])
         classes = np.unique(y)
@@ -759,16 +846,8 @@ class LinearClassifier:
 
         # Accumulate in float64: a float32 running sum over 49,000 rows loses precision.
         mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
-        # One float32 copy of the training data, centred in place (no float64 temporary).
-        X_centred = X.astype(np.float32)
-        X_centred -= mean
-        X_val_centred = None
-        if X_val is not None:
-            X_val_centred = X_val.astype(np.float32)
-            X_val_centred -= mean
-
         result = sgd(
-            X_centred,
+            X,
             y,
             n_classes,
             loss=self.loss,
@@ -782,8 +861,11 @@ class LinearClassifier:
             momentum=self.momentum,
             nesterov=self.nesterov,
             lr_decay=self.lr_decay,
+            patience=self.patience,
+            train_eval_size=self.train_eval_size,
             rng=np.random.default_rng(self.random_state),
-            X_val=X_val_centred,
+            mean=mean,
+            X_val=X_val,
             y_val=y_val,
             on_epoch_end=on_epoch_end,
         )
@@ -796,6 +878,8 @@ class LinearClassifier:
         self.train_accuracy_history_ = result.train_accuracy
         self.val_accuracy_history_ = result.val_accuracy
         self.n_steps_ = result.n_steps
+        self.n_epochs_ = result.n_epochs
+        self.best_epoch_ = result.best_epoch
         return self
 
     def _check_fitted_input(self, X: Any) -> np.ndarray:
@@ -835,3 +919,26 @@ class LinearClassifier:
         X = self._check_fitted_input(X)
         y = _check_labels("y", y, X.shape[0])
         return float(np.mean(self.predict(X) == y))
+
+
+def _check_param_names(params: Mapping[str, Any]) -> None:
+    unknown = [name for name in params if name not in LinearClassifier._PARAM_NAMES]
+    if unknown:
+        raise ConfigError(
+            f"unknown parameter {unknown[0]!r} for LinearClassifier; "
+            f"valid ones are {LinearClassifier._PARAM_NAMES}"
+        )
+
+
+def check_hyperparameters(params: Mapping[str, Any]) -> None:
+    """Validate ``LinearClassifier`` keyword arguments without fitting (missing ones default).
+
+    Raises ConfigError naming the first unknown or invalid one, so that a search can reject a
+    bad candidate before any training starts.
+    """
+    _check_param_names(params)
+    full = {**LinearClassifier().get_params(), **params}
+    random_state = full.pop("random_state")
+    _check_sgd_hyperparameters(**full)
+    if not _is_int(random_state) or random_state < 0:
+        raise ConfigError(f"random_state must be an integer >= 0, got {random_state!r}")

@@ -118,15 +118,43 @@ def load_params(path: str | os.PathLike[str] = PARAMS_FILE) -> dict[str, Section
 
 
 def linear_hyperparameters(svm: Section) -> dict[str, Any]:
-    """The ``svm`` section as ``LinearClassifier`` keyword arguments, less learning rate and reg."""
+    """The ``svm`` section as ``LinearClassifier`` keyword arguments, less the searched ones
+    (learning rate, reg and batch size come from ``svm_tune``)."""
+    nesterov = svm._raw("nesterov")
+    if not isinstance(nesterov, bool):
+        raise svm._fail("nesterov", "true or false")
     return {
         "loss": svm.str("loss", choices=("hinge", "softmax")),
         "delta": svm.float("delta", minimum=0.0),
         "reg_type": svm.str("reg_type", choices=("l2", "l1", "elasticnet")),
         "l1_ratio": svm.float("l1_ratio", minimum=0.0, maximum=1.0),
-        "batch_size": svm.int("batch_size", minimum=1),
         "epochs": svm.int("epochs", minimum=1),
         "momentum": svm.float("momentum", minimum=0.0, maximum=1.0),
+        "nesterov": nesterov,
         "lr_decay": svm.float("lr_decay", minimum=0.0, maximum=1.0),
-        "random_state": svm.int("seed"),
+        "patience": svm.optional_int("patience", minimum=1),
+        "train_eval_size": svm.optional_int("train_eval_size", minimum=1),
+        "random_state": svm.int("seed", minimum=0),
     }
+
+
+def linear_search_settings(tune: Section) -> tuple[str, dict[str, Any], int]:
+    """The ``svm_tune`` section: (method, its settings, n_jobs).
+
+    grid reads learning_rates, regs, batch_sizes; random reads n_trials, learning_rate_range,
+    reg_range, batch_sizes, seed. Keys the method does not use are not read.
+    """
+    method = tune.str("method", choices=("grid", "random"))
+    settings: dict[str, Any] = {"batch_sizes": tune.list("batch_sizes", "int")}
+    if method == "grid":
+        settings["learning_rates"] = tune.list("learning_rates", "float")
+        settings["regs"] = tune.list("regs", "float")
+    else:
+        settings["n_trials"] = tune.int("n_trials", minimum=1)
+        settings["seed"] = tune.int("seed", minimum=0)
+        for key in ("learning_rate_range", "reg_range"):
+            bounds = tune.list(key, "float")
+            if len(bounds) != 2 or not 0 < bounds[0] < bounds[1]:
+                raise tune._fail(key, "[low, high] with 0 < low < high")
+            settings[key] = bounds
+    return method, settings, tune.int("n_jobs", minimum=1)

@@ -6,7 +6,6 @@ log to MLflow. Nothing here touches MLflow or params.yaml; randomness comes from
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -135,44 +134,102 @@ def knn_test_accuracy(
 # --- svm_tune / svm_train ----------------------------------------------------------------------
 
 
-def svm_grid_search(
+def linear_search_trials(
+    base: Mapping[str, Any], method: str, settings: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """The candidates of ``svm_tune``: ``LinearClassifier`` keyword arguments over ``base``.
+
+    method : "grid" (settings: learning_rates, regs, batch_sizes) or "random" (settings:
+    n_trials, learning_rate_range, reg_range, batch_sizes, seed; see
+    :func:`cifarlab.search.random_trials`).
+    """
+    from cifarlab import search
+
+    if method == "grid":
+        return search.grid_trials(
+            base,
+            learning_rates=settings["learning_rates"],
+            regs=settings["regs"],
+            batch_sizes=settings["batch_sizes"],
+        )
+    if method == "random":
+        return search.random_trials(
+            base,
+            n_trials=settings["n_trials"],
+            learning_rate_range=settings["learning_rate_range"],
+            reg_range=settings["reg_range"],
+            batch_sizes=settings["batch_sizes"],
+            rng=np.random.default_rng(settings["seed"]),
+        )
+    raise ConfigError(f"svm_tune.method must be 'grid' or 'random', got {method!r}")
+
+
+def linear_search(
     train: Split,
     val: Split,
+    trials: Sequence[Mapping[str, Any]],
     *,
-    learning_rates: Sequence[float],
-    regs: Sequence[float],
-    base_params: Mapping[str, Any],
-    on_trial: Callable[[dict[str, Any], LinearClassifier], None] | None = None,
+    n_jobs: int,
+    on_trial: Callable[[Any], None] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Train one model per (learning rate, reg) on train, score each on val.
+    """Fit every trial on train, score it on val (``n_jobs`` processes, one BLAS thread each).
 
-    base_params : the other LinearClassifier hyperparameters (loss, batch_size, epochs …).
-    on_trial(hyperparameters, fitted_model) is called after each trial (for tracking).
-    Returns the table of trials and the best one (highest val accuracy; ties to the earlier trial).
+    trials : dicts of ``LinearClassifier`` keyword arguments (see :func:`linear_search_trials`).
+    on_trial(result) is called with each ``cifarlab.search.TrialResult`` as it completes (for
+    tracking); a diverged trial raises ``TrainingDiverged`` after it has been reported.
+    Returns one row per trial (in trial order) and the best one: the highest val accuracy,
+    ties to the earlier trial.
     """
-    rows = []
-    for learning_rate, reg in itertools.product(learning_rates, regs):
-        hyper = {**base_params, "learning_rate": float(learning_rate), "reg": float(reg)}
-        model = LinearClassifier(**hyper).fit(train.X, train.y, val.X, val.y)
-        rows.append(
-            {
-                "learning_rate": float(learning_rate),
-                "reg": float(reg),
-                "train_accuracy": float(model.train_accuracy_history_[-1]),
-                "val_accuracy": float(model.val_accuracy_history_[-1]),
-                "final_loss": float(model.loss_history_[-1]),
-            }
+    from cifarlab.search import SEARCHED, run_trials
+
+    results = run_trials(trials, train.X, train.y, val.X, val.y, n_jobs=n_jobs, on_trial=on_trial)
+    rows = [
+        {
+            "trial": r.index,
+            **{key: r.hyperparameters[key] for key in SEARCHED},
+            "train_accuracy": r.train_accuracy,
+            "val_accuracy": r.val_accuracy,
+            "best_epoch": r.best_epoch,
+            "epochs_run": len(r.val_accuracy_history),
+            "final_loss": float(r.loss_history[-1]),
+        }
+        for r in results
+    ]
+    best = rows[int(np.argmax([row["val_accuracy"] for row in rows]))]
+    return pd.DataFrame(rows), dict(best)
+
+
+def train_linear(
+    train: Split,
+    val: Split,
+    hyperparameters: Mapping[str, Any],
+    on_epoch_end: Callable[..., Any] | None = None,
+) -> tuple[LinearClassifier, dict[str, Any]]:
+    """The final linear model: fit on train, val accuracy tracked every epoch (and used for
+    early stopping when ``patience`` is set); ``on_epoch_end`` as in ``LinearClassifier.fit``.
+
+    Computes with one BLAS thread, like the search trials, so it reproduces the chosen trial
+    bit for bit (OpenBLAS results differ in the last bits between thread counts).
+    Returns the model and its summary: the searched hyperparameters, the loss, the epoch kept,
+    the epochs run, and the accuracy of the kept weights on the whole training split and on val.
+    """
+    from cifarlab.search import single_blas_thread
+
+    with single_blas_thread():
+        model = LinearClassifier(**hyperparameters).fit(
+            train.X, train.y, val.X, val.y, on_epoch_end=on_epoch_end
         )
-        if on_trial is not None:
-            on_trial(hyper, model)
-    table = pd.DataFrame(rows)
-    best = table.iloc[int(np.argmax(table["val_accuracy"].to_numpy()))].to_dict()
-    return table, best
-
-
-def train_svm(train: Split, val: Split, hyperparameters: Mapping[str, Any]) -> LinearClassifier:
-    """The final linear model: fit on train, val accuracy tracked every epoch."""
-    return LinearClassifier(**hyperparameters).fit(train.X, train.y, val.X, val.y)
+        summary = {
+            "loss": model.loss,
+            "learning_rate": float(model.learning_rate),
+            "reg": float(model.reg),
+            "batch_size": int(model.batch_size),
+            "best_epoch": int(model.best_epoch_),
+            "epochs_run": int(model.n_epochs_),
+            "train_accuracy": model.score(train.X, train.y),
+            "val_accuracy": float(model.val_accuracy_history_[model.best_epoch_]),
+        }
+    return model, summary
 
 
 def save_linear_model(path: str | Path, model: LinearClassifier) -> None:

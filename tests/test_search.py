@@ -1,0 +1,243 @@
+"""Tests of cifarlab.search (trial lists, parallel trials) and of the svm_tune params."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+from cifarlab import search
+from cifarlab.errors import ConfigError, TrainingDiverged
+from cifarlab.linear import LinearClassifier
+from cifarlab.params import Section, linear_hyperparameters, linear_search_settings
+from cifarlab.pipeline import Split, linear_search, linear_search_trials, train_linear
+
+BASE = dict(loss="hinge", epochs=3, lr_decay=0.9, random_state=0)
+
+
+def images(seed=0, n=120, d=48, n_classes=3):
+    """uint8 'images' whose class shows in a few pixels, with noise: learnable, not trivially."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % n_classes
+    X = rng.integers(0, 200, size=(n, d))
+    X[:, :n_classes] += 40 * np.eye(n_classes, dtype=np.int64)[y]
+    return X.astype(np.uint8), y
+
+
+TRAIN, VAL = Split(*images()), Split(*images(seed=1, n=45))
+
+
+# --------------------------------------------------------------------------- trial lists
+
+
+def test_grid_trials_cover_every_combination_in_order():
+    trials = search.grid_trials(
+        BASE, learning_rates=[1e-3, 1e-2], regs=[0.1, 1.0, 10.0], batch_sizes=[8, 16]
+    )
+    assert len(trials) == 12
+    assert [(t["learning_rate"], t["reg"], t["batch_size"]) for t in trials[:3]] == [
+        (1e-3, 0.1, 8),
+        (1e-3, 0.1, 16),
+        (1e-3, 1.0, 8),
+    ]
+    assert all(t["loss"] == "hinge" and t["epochs"] == 3 for t in trials)
+    assert len({(t["learning_rate"], t["reg"], t["batch_size"]) for t in trials}) == 12
+
+
+def test_random_trials_are_seeded_log_uniform_and_rounded():
+    kw = dict(n_trials=400, learning_rate_range=[1e-7, 1e-3], reg_range=[1.0, 1e4],
+              batch_sizes=[50, 100, 200])  # fmt: skip
+    trials = search.random_trials(BASE, rng=np.random.default_rng(3), **kw)
+    again = search.random_trials(BASE, rng=np.random.default_rng(3), **kw)
+    other = search.random_trials(BASE, rng=np.random.default_rng(4), **kw)
+    assert trials == again and trials != other
+    lrs = np.array([t["learning_rate"] for t in trials])
+    regs = np.array([t["reg"] for t in trials])
+    assert lrs.min() >= 1e-7 * 0.999 and lrs.max() <= 1e-3 * 1.001
+    assert regs.min() >= 1.0 * 0.999 and regs.max() <= 1e4 * 1.001
+    # Log-uniform: each decade of the range holds about a quarter of the draws (not ~0.01%).
+    for low in (1e-7, 1e-6, 1e-5, 1e-4):
+        share = np.mean((lrs >= low) & (lrs < 10 * low))
+        assert 0.17 < share < 0.33, (low, share)
+    assert all(float(f"{v:.3g}") == v for v in np.concatenate([lrs, regs]))
+    sizes = [t["batch_size"] for t in trials]
+    assert set(sizes) == {50, 100, 200} and all(type(s) is int for s in sizes)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: search.grid_trials(BASE, learning_rates=[], regs=[1.0], batch_sizes=[8]),
+         r"learning_rates must be a non-empty list"),
+        (lambda: search.grid_trials(BASE, learning_rates=[-1e-3], regs=[1.0], batch_sizes=[8]),
+         r"learning_rates must hold finite numbers > 0, got -0\.001"),
+        (lambda: search.grid_trials(BASE, learning_rates=[1e-3], regs=[0.0], batch_sizes=[8]),
+         r"regs must hold finite numbers > 0"),
+        (lambda: search.grid_trials(BASE, learning_rates=[1e-3], regs=[1.0], batch_sizes=[0]),
+         r"batch_sizes must hold integers >= 1, got 0"),
+        (lambda: search.grid_trials(BASE, learning_rates=[1e-3], regs=[1.0], batch_sizes=[True]),
+         r"batch_sizes must hold integers >= 1, got True"),
+        (lambda: search.grid_trials({"loss": "svm"}, learning_rates=[1e-3], regs=[1.0],
+                                    batch_sizes=[8]), r"loss must be one of"),
+        (lambda: search.random_trials(BASE, n_trials=0, learning_rate_range=[1e-7, 1e-5],
+                                      reg_range=[1, 10], batch_sizes=[8],
+                                      rng=np.random.default_rng(0)), r"n_trials .* got 0"),
+        (lambda: search.random_trials(BASE, n_trials=2, learning_rate_range=[1e-5, 1e-7],
+                                      reg_range=[1, 10], batch_sizes=[8],
+                                      rng=np.random.default_rng(0)),
+         r"learning_rate_range must be \[low, high\]"),
+        (lambda: search.random_trials(BASE, n_trials=2, learning_rate_range=[1e-7, 1e-5],
+                                      reg_range=[1, 10, 100], batch_sizes=[8],
+                                      rng=np.random.default_rng(0)), r"reg_range must be"),
+        (lambda: search.random_trials(BASE, n_trials=2, learning_rate_range=[1e-7, 1e-5],
+                                      reg_range=[1, 10], batch_sizes=[8], rng=0),
+         r"rng must be a numpy.random.Generator"),
+        (lambda: linear_search_trials(BASE, "bayes", {}), r"method must be 'grid' or 'random'"),
+    ],
+)  # fmt: skip
+def test_bad_search_settings_raise_config_error(call, message):
+    with pytest.raises(ConfigError, match=message):
+        call()
+
+
+# --------------------------------------------------------------------------- running trials
+
+
+TRIALS = search.grid_trials(
+    dict(BASE, train_eval_size=60), learning_rates=[1e-5, 1e-4], regs=[1.0, 100.0],
+    batch_sizes=[16, 32],
+)  # fmt: skip
+
+
+def test_trials_match_a_direct_fit_and_come_back_in_order():
+    seen = []
+    results = search.run_trials(
+        TRIALS, TRAIN.X, TRAIN.y, VAL.X, VAL.y, n_jobs=1, on_trial=seen.append
+    )
+    assert [r.index for r in results] == list(range(len(TRIALS)))
+    assert sorted(r.index for r in seen) == list(range(len(TRIALS)))
+    for trial, result in zip(TRIALS, results, strict=True):
+        model = LinearClassifier(**trial).fit(TRAIN.X, TRAIN.y, VAL.X, VAL.y)
+        np.testing.assert_array_equal(result.loss_history, model.loss_history_)
+        np.testing.assert_array_equal(result.val_accuracy_history, model.val_accuracy_history_)
+        assert result.val_accuracy == model.val_accuracy_history_[-1]
+        assert result.error is None and result.seconds >= 0
+        assert result.name.startswith(f"trial {result.index}: lr=")
+
+
+def test_results_do_not_depend_on_the_number_of_workers():
+    calls = []
+    serial = search.run_trials(TRIALS, TRAIN.X, TRAIN.y, VAL.X, VAL.y, n_jobs=1)
+    parallel = search.run_trials(
+        TRIALS, TRAIN.X, TRAIN.y, VAL.X, VAL.y, n_jobs=2,
+        on_trial=lambda r: calls.append(os.getpid()),
+    )  # fmt: skip
+    assert calls == [os.getpid()] * len(TRIALS)  # on_trial runs in this process
+    for a, b in zip(serial, parallel, strict=True):
+        assert a.hyperparameters == b.hyperparameters
+        for field in ("loss_history", "train_accuracy_history", "val_accuracy_history"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_a_diverging_trial_is_reported_then_raised(n_jobs):
+    trials = [dict(t) for t in TRIALS[:3]]
+    trials[1] = dict(trials[1], learning_rate=1e30)
+    seen = []
+    with pytest.raises(TrainingDiverged) as info:
+        search.run_trials(
+            trials, TRAIN.X, TRAIN.y, VAL.X, VAL.y, n_jobs=n_jobs, on_trial=seen.append
+        )
+    message = str(info.value)
+    assert message.startswith("trial 1: lr=1e+30")
+    assert "at step " in message and "learning_rate=1e+30" in message and "reg=1.0" in message
+    failed = [r for r in seen if r.error is not None]
+    assert len(failed) == 1 and failed[0].index == 1 and math.isnan(failed[0].val_accuracy)
+
+
+def test_bad_trials_or_workers_fail_before_any_training():
+    with pytest.raises(ConfigError, match="n_jobs must be an integer >= 1, got 0"):
+        search.run_trials(TRIALS, TRAIN.X, TRAIN.y, VAL.X, VAL.y, n_jobs=0)
+    with pytest.raises(ConfigError, match="at least one"):
+        search.run_trials([], TRAIN.X, TRAIN.y, VAL.X, VAL.y, n_jobs=1)
+    with pytest.raises(ConfigError, match="learning_rate"):
+        search.run_trials(
+            [dict(TRIALS[0], learning_rate=0.0)], TRAIN.X, TRAIN.y, VAL.X, VAL.y, n_jobs=2
+        )
+
+
+def test_single_blas_thread_limits_blas():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with search.single_blas_thread():
+        infos = threadpoolctl.threadpool_info()
+        assert all(i["num_threads"] == 1 for i in infos if i["user_api"] == "blas")
+
+
+def test_linear_search_table_best_and_final_training_agree():
+    table, best = linear_search(TRAIN, VAL, TRIALS, n_jobs=1)
+    assert list(table.columns) == [
+        "trial", "learning_rate", "reg", "batch_size", "train_accuracy", "val_accuracy",
+        "best_epoch", "epochs_run", "final_loss",
+    ]  # fmt: skip
+    assert len(table) == len(TRIALS) and list(table["trial"]) == list(range(len(TRIALS)))
+    top = table["val_accuracy"].max()
+    assert best["val_accuracy"] == top
+    assert best["trial"] == int(np.flatnonzero(table["val_accuracy"].to_numpy() == top)[0])
+    assert isinstance(best["batch_size"], int) and isinstance(best["learning_rate"], float)
+    # svm_train's retraining of the chosen trial reproduces it exactly.
+    hyper = {**TRIALS[best["trial"]]}
+    model, summary = train_linear(TRAIN, VAL, hyper)
+    assert summary["val_accuracy"] == best["val_accuracy"]
+    assert summary["train_accuracy"] == model.score(TRAIN.X, TRAIN.y)
+    assert summary["epochs_run"] == 3 and summary["best_epoch"] == 2
+
+
+# --------------------------------------------------------------------------- params
+
+
+SVM = {
+    "loss": "softmax", "delta": 1.0, "reg_type": "l2", "l1_ratio": 0.5, "epochs": 4,
+    "momentum": 0.9, "nesterov": True, "lr_decay": 0.9, "patience": None,
+    "train_eval_size": 1000, "seed": 0,
+}  # fmt: skip
+TUNE = {
+    "method": "random", "n_trials": 5, "learning_rate_range": [1e-7, 1e-5],
+    "reg_range": [10.0, 1000.0], "seed": 0, "learning_rates": [1e-6], "regs": [1e2],
+    "batch_sizes": [100, 200], "n_jobs": 2,
+}  # fmt: skip
+
+
+def test_svm_and_svm_tune_sections_become_search_settings():
+    hyper = linear_hyperparameters(Section(SVM, "svm"))
+    assert hyper["loss"] == "softmax" and hyper["nesterov"] is True
+    assert hyper["patience"] is None and hyper["random_state"] == 0
+    LinearClassifier(**hyper)  # every key is a LinearClassifier argument
+    method, settings, n_jobs = linear_search_settings(Section(TUNE, "svm_tune"))
+    assert (method, n_jobs) == ("random", 2)
+    trials = linear_search_trials(hyper, method, settings)
+    assert len(trials) == 5 and all(t["loss"] == "softmax" for t in trials)
+    grid = linear_search_settings(Section(dict(TUNE, method="grid"), "svm_tune"))
+    assert len(linear_search_trials(hyper, *grid[:2])) == 2
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "message"),
+    [
+        ("svm", {"nesterov": "yes"}, r"svm.nesterov must be true or false"),
+        ("svm", {"patience": 0}, r"svm.patience must be an integer >= 1"),
+        ("svm", {"loss": "svm"}, r"svm.loss must be one of"),
+        ("svm_tune", {"method": "bayes"}, r"svm_tune.method must be one of"),
+        ("svm_tune", {"n_jobs": 0}, r"svm_tune.n_jobs must be an integer >= 1"),
+        ("svm_tune", {"learning_rate_range": [1e-5, 1e-7]}, r"\[low, high\] with 0 < low < high"),
+        ("svm_tune", {"reg_range": [10.0]}, r"svm_tune.reg_range must be \[low, high\]"),
+        ("svm_tune", {"batch_sizes": [100, 0.5]}, r"svm_tune.batch_sizes.1 must be an integer"),
+    ],
+)
+def test_bad_params_name_their_key(section, values, message):
+    with pytest.raises(ConfigError, match=message):
+        if section == "svm":
+            linear_hyperparameters(Section({**SVM, **values}, "svm"))
+        else:
+            linear_search_settings(Section({**TUNE, **values}, "svm_tune"))
