@@ -49,7 +49,8 @@ def main() -> None:
         run.log_artifact(METRICS)
         print(
             f"evaluate: k-NN ({knn_choice['distance']}, k={knn_choice['k']}) test accuracy "
-            f"{knn_accuracy:.4f}; SVM test accuracy {svm_accuracy:.4f}"
+            f"{knn_accuracy:.4f}; linear ({svm_summary.get('loss', 'hinge')} loss) test accuracy "
+            f"{svm_accuracy:.4f}"
         )
 
 
