@@ -17,10 +17,12 @@ In one process, on the same arrays:
 3. Tracking overhead: the same training inside an MLflow stage run with everything
    ``svm_train`` logs (params, the per-step loss and per-epoch accuracies streamed while
    training, the two figures, the pyfunc model) against a temporary SQLite store, alternated
-   with untracked runs; reported as the difference of the medians. ``import mlflow`` (once per
-   process) is timed on its own and reported separately.
+   with untracked runs; reported as the difference of the medians, and as the time spent inside
+   the tracking calls of the first tracked run (a stage process logs once, so MLflow's one-off
+   package scan on its first pyfunc save counts). ``import mlflow`` (once per process) is timed
+   on its own and reported separately.
 
-Example (about 2 minutes on 2 cores)::
+Example (about 3 minutes on 2 cores, mostly scikit-learn)::
 
     .venv/bin/python benchmarks/linear.py
     .venv/bin/python benchmarks/linear.py --loss softmax

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
 
 def cv_figure(cv_table: pd.DataFrame) -> Figure:
@@ -98,7 +98,7 @@ def templates_figure(W: np.ndarray, class_names: Sequence[str], title: str = "")
     n_classes = W.shape[1]
     columns = min(n_classes, 5)
     rows = -(-n_classes // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.7 * rows), squeeze=False)
     for index, ax in enumerate(axes.flat):
         ax.axis("off")
         if index < n_classes:
@@ -130,6 +130,10 @@ def search_figure(table: pd.DataFrame, title: str = "") -> Figure:
     fig.colorbar(points, ax=ax, label="val accuracy")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):  # ticks at 1, 2, 5 x 10^k, written plainly
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("learning rate")
     ax.set_ylabel("regularization strength")
     ax.legend(loc="best")
