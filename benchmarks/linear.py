@@ -5,35 +5,41 @@ the repository root) split as the pipeline does (``split.val_size`` / ``split.se
 params.yaml: 49,000 train, 1,000 val), or ``--generated`` uint8 data of the same shape. The test
 split is never touched: every accuracy printed here is on val.
 
-In one process, on the same arrays:
+On the same arrays:
 
 1. scikit-learn's ``SGDClassifier(loss="hinge", max_iter=10)`` (one-vs-all, 10 epochs at most),
-   fit on float64 pixels prepared two ways: ``/255`` (raw pixels scaled to [0, 1]) and
-   standardised per pixel (``StandardScaler``); only ``fit`` is timed.
+   fit on float64 pixels prepared three ways: ``raw`` (0-255, what our model takes),
+   ``/255`` (scaled to [0, 1]) and standardised per pixel (``StandardScaler``); only ``fit`` is
+   timed.
 2. Ours: ``cifarlab.pipeline.train_linear`` -- what ``svm_train`` runs, raw uint8 in, mean
    subtraction included -- with the hyperparameters of params.yaml (``svm``) and the ones
    ``svm_tune`` chose (``reports/svm_choice.json``, or ``--learning-rate/--reg/--batch-size``).
    Median of ``--repeats`` runs; once more with the default BLAS threads for comparison.
-3. Tracking overhead: the same training inside an MLflow stage run with everything
-   ``svm_train`` logs (params, the per-step loss and per-epoch accuracies streamed while
-   training, the two figures, the pyfunc model) against a temporary SQLite store, alternated
-   with untracked runs; reported as the difference of the medians, and as the time spent inside
-   the tracking calls of the first tracked run (a stage process logs once, so MLflow's one-off
-   package scan on its first pyfunc save counts). ``import mlflow`` (once per process) is timed
-   on its own and reported separately.
+3. Tracking overhead: what ``svm_train`` does after loading its data (training, saving the
+   model, the two figures) with and without its MLflow run (params, the per-step loss and
+   per-epoch accuracies streamed while training, the figures, the pyfunc model) against a
+   temporary SQLite store. Each measurement is a fresh Python process, as a stage is, so every
+   one-off cost (the tracking worker's start, importing MLflow, its first model save) counts;
+   untracked and tracked processes alternate, ``--repeats`` of each. Reported: the difference
+   of the medians, the median of the paired differences, the time the stage spends inside its
+   tracking calls, and the CPU time of the tracking worker (on the other core).
 
-Example (about 3 minutes on 2 cores, mostly scikit-learn)::
+Example (about 4 minutes on 2 cores)::
 
     .venv/bin/python benchmarks/linear.py
     .venv/bin/python benchmarks/linear.py --loss softmax
+    .venv/bin/python benchmarks/linear.py --tracking-only --repeats 9
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -99,7 +105,7 @@ def run_sklearn(train, val, preprocess: str) -> tuple[float, float, int]:
     if preprocess == "/255":
         X /= 255.0
         X_val /= 255.0
-    else:
+    elif preprocess == "standardised":
         scaler = StandardScaler().fit(X)
         X, X_val = scaler.transform(X), scaler.transform(X_val)
     clf = SGDClassifier(loss="hinge", max_iter=10, random_state=0)
@@ -119,32 +125,45 @@ def train_untracked(train, val, hyper):
     return time.perf_counter() - start, model, summary
 
 
-def train_tracked(train, val, hyper, class_names, workdir: Path):
-    """svm_train's training and logging, against the store of MLFLOW_TRACKING_URI.
+def svm_train_work(train, val, hyper, class_names, workdir: Path, tracked: bool) -> dict:
+    """What the svm_train stage does after loading its data, with or without its MLflow run.
 
-    Returns (seconds, {part: seconds}): the wall time of training plus tracking, and the time
-    spent in each tracking call. The figures and files the stage writes whether or not it is
-    tracked are made too but not counted.
+    Returns the wall time of it all (``seconds``) and, when tracked, the time the stage spent
+    in its tracking calls: starting the run (the worker process), the per-epoch sends, the
+    final logging calls, and waiting at the end for the worker to finish storing; plus the CPU
+    time of the worker process (on another core).
     """
-    from cifarlab import tracking
     from cifarlab.pipeline import save_linear_model, train_linear
     from cifarlab.plots import save_figure, templates_figure, training_figure
 
-    parts = dict.fromkeys(("open run", "per-epoch curves", "metrics, figures", "pyfunc model",
-                           "end run"), 0.0)  # fmt: skip
+    parts = dict.fromkeys(("start run", "per-epoch sends", "logging calls", "wait for worker"), 0.0)
     start = time.perf_counter()
-    with tracking.stage_run("svm_train", {"svm": hyper}, experiment="benchmark") as run:
-        parts["open run"] = time.perf_counter() - start
-        with run.epoch_logger() as log_epoch:
+    if tracked:
+        from cifarlab import tracking
 
-            def timed_log_epoch(*args):
-                t = time.perf_counter()
-                log_epoch(*args)
-                parts["per-epoch curves"] += time.perf_counter() - t
+        stage = tracking.stage_run(
+            "svm_train", {"svm": hyper}, experiment="benchmark", will_log_model=True
+        )
+    else:
+        stage = contextlib.nullcontext()
+    with stage as run:
+        parts["start run"] = time.perf_counter() - start
+        epoch_logger = run.epoch_logger() if tracked else contextlib.nullcontext(None)
+        with epoch_logger as log_epoch:
+            if log_epoch is not None:
+                send = log_epoch
 
-            model, summary = train_linear(train, val, hyper, on_epoch_end=timed_log_epoch)
-        untimed = time.perf_counter()
+                def log_epoch(*args):
+                    t = time.perf_counter()
+                    send(*args)
+                    parts["per-epoch sends"] += time.perf_counter() - t
+
+            model, summary = train_linear(train, val, hyper, on_epoch_end=log_epoch)
         save_linear_model(workdir / "svm.npz", model)
+        if tracked:  # as svm_train: the worker stores the model while the figures render
+            t = time.perf_counter()
+            run.log_linear_model(workdir / "svm.npz", input_example=val.X[:2])
+            parts["logging calls"] += time.perf_counter() - t
         figure = training_figure(
             model.loss_history_,
             model.train_accuracy_history_,
@@ -153,18 +172,78 @@ def train_tracked(train, val, hyper, class_names, workdir: Path):
         )
         save_figure(figure, str(workdir / "svm_loss.png"))
         save_figure(templates_figure(model.W_, class_names), str(workdir / "svm_templates.png"))
-        not_tracking = time.perf_counter() - untimed
-        t = time.perf_counter()
-        run.log_metrics({f"model_{k}": summary[k] for k in ("train_accuracy", "val_accuracy")})
-        run.log_artifact(workdir / "svm_loss.png")
-        run.log_artifact(workdir / "svm_templates.png")
-        parts["metrics, figures"] = time.perf_counter() - t
-        t = time.perf_counter()
-        run.log_linear_model(workdir / "svm.npz", input_example=val.X[:2])
-        parts["pyfunc model"] = time.perf_counter() - t
+        if tracked:
+            t = time.perf_counter()
+            run.log_metrics({f"model_{k}": summary[k] for k in ("train_accuracy", "val_accuracy")})
+            run.log_artifact(workdir / "svm_loss.png")
+            run.log_artifact(workdir / "svm_templates.png")
+            parts["logging calls"] += time.perf_counter() - t
         end = time.perf_counter()
-    parts["end run"] = time.perf_counter() - end
-    return time.perf_counter() - start - not_tracking, parts
+    parts["wait for worker"] = time.perf_counter() - end
+    seconds = time.perf_counter() - start
+    worker = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = {"seconds": seconds, "val_accuracy": summary["val_accuracy"]}
+    if tracked:
+        result.update(parts=parts, worker_cpu=worker.ru_utime + worker.ru_stime)
+    return result
+
+
+def stage_process(data_file: Path, hyper: dict, tracked: bool, workdir: Path) -> dict:
+    """Run :func:`svm_train_work` in a fresh Python process, as a stage runs: one-off costs
+    (imports, MLflow's first model save) are paid every time."""
+    proc = subprocess.run(
+        [sys.executable, __file__, "--stage-child", str(data_file), json.dumps(hyper),
+         "on" if tracked else "off", str(workdir)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise SystemExit(f"stage process failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def stage_child(argv: list[str]) -> None:
+    data_file, hyper, mode, workdir = argv
+    sys.path.insert(0, str(REPO / "src"))
+    from cifarlab.pipeline import Split
+
+    with np.load(data_file) as data:
+        train, val = Split(data["X_train"], data["y_train"]), Split(data["X_val"], data["y_val"])
+        names = [str(n) for n in data["names"]]
+    result = svm_train_work(train, val, json.loads(hyper), names, Path(workdir), mode == "on")
+    print(json.dumps(result))
+
+
+def tracking_overhead(train, val, hyper, class_names, repeats: int) -> None:
+    """Alternate untracked and tracked stage processes against a temporary SQLite store."""
+    with tempfile.TemporaryDirectory(prefix="cifarlab-bench-") as tmp:
+        tmp = Path(tmp)
+        data_file = tmp / "data.npz"
+        np.savez(data_file, X_train=train.X, y_train=train.y, X_val=val.X, y_val=val.y,
+                 names=np.array(class_names))  # fmt: skip
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
+        off, on = [], []
+        for _ in range(repeats):
+            off.append(stage_process(data_file, hyper, False, tmp))
+            on.append(stage_process(data_file, hyper, True, tmp))
+            print(f"  stage untracked {off[-1]['seconds']:.2f} s, "
+                  f"tracked {on[-1]['seconds']:.2f} s", flush=True)  # fmt: skip
+    off_median = statistics.median(r["seconds"] for r in off)
+    on_median = statistics.median(r["seconds"] for r in on)
+    overhead = on_median - off_median
+    paired = statistics.median(b["seconds"] - a["seconds"] for a, b in zip(off, on, strict=True))
+    print(f"\ntracking, svm_train's work in fresh processes, untracked / tracked (medians of "
+          f"{repeats}): {off_median:.2f} s / {on_median:.2f} s: {overhead:+.2f} s = "
+          f"{100 * overhead / off_median:+.1f} % of the stage's time; median of the paired "
+          f"differences {paired:+.2f} s = {100 * paired / off_median:+.1f} %")  # fmt: skip
+    print("time the stage spent in tracking calls (medians):")
+    for name in on[0]["parts"]:
+        seconds = statistics.median(r["parts"][name] for r in on)
+        print(f"  {name}: {seconds:.3f} s ({100 * seconds / off_median:.1f} %)")
+    inside = statistics.median(sum(r["parts"].values()) for r in on)
+    print(f"  all: {inside:.3f} s ({100 * inside / off_median:.1f} %)")
+    worker_cpu = statistics.median(r["worker_cpu"] for r in on)
+    print(f"CPU time of the tracking worker (importing MLflow, storing, on the other core): "
+          f"{worker_cpu:.2f} s")  # fmt: skip
 
 
 def main() -> None:
@@ -176,6 +255,7 @@ def main() -> None:
     parser.add_argument("--batch-size", dest="batch_size", type=int)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-sklearn", action="store_true")
+    parser.add_argument("--tracking-only", action="store_true", help="only the tracking overhead")
     args = parser.parse_args()
 
     sys.path.insert(0, str(REPO / "src"))
@@ -184,9 +264,12 @@ def main() -> None:
     print(f"data: {source}; train {train.X.shape}, val {val.X.shape} (test split not used)")
     print(f"ours: {json.dumps(hyper, sort_keys=True)}\n", flush=True)
 
+    if args.tracking_only:
+        tracking_overhead(train, val, hyper, class_names, args.repeats)
+        return
     rows = []
     if not args.skip_sklearn:
-        for preprocess in ("/255", "standardised"):
+        for preprocess in ("raw", "/255", "standardised"):
             seconds, acc, epochs = run_sklearn(train, val, preprocess)
             rows.append((f"sklearn SGDClassifier hinge, {preprocess}", seconds, acc, epochs))
             print(f"  {rows[-1][0]}: {seconds:.2f} s, val {acc:.4f}", flush=True)
@@ -220,42 +303,12 @@ def main() -> None:
             print(f"ours / {name}: time ratio {ours / seconds:.2f}, "
                   f"val accuracy {100 * (summary['val_accuracy'] - acc):+.1f} points")  # fmt: skip
 
-    # --- tracking overhead -----------------------------------------------------------------
-    with tempfile.TemporaryDirectory(prefix="cifarlab-bench-") as tmp:
-        tmp = Path(tmp)
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
-        start = time.perf_counter()
-        import mlflow  # noqa: F401  (timed: what a stage process pays once)
-
-        import_seconds = time.perf_counter() - start
-        from cifarlab import tracking
-
-        with tracking.stage_run("svm_train", {}, experiment="benchmark"):
-            pass  # creates the store's tables (once per store) outside the measurement
-        on, off, calls = [], [], []
-        for _ in range(args.repeats):
-            off.append(train_untracked(train, val, hyper)[0])
-            seconds, parts = train_tracked(train, val, hyper, class_names, tmp)
-            on.append(seconds)
-            calls.append(parts)
-    on_median, off_median = statistics.median(on), statistics.median(off)
-    overhead = on_median - off_median
-    print(f"\ntracking, same training untracked / tracked (medians of {args.repeats}): "
-          f"{off_median:.2f} s / {on_median:.2f} s: {overhead:+.2f} s = "
-          f"{100 * overhead / off_median:+.1f} % of training time")  # fmt: skip
-    # A stage process logs once: its first calls (MLflow's package scan when saving the first
-    # pyfunc model, ~0.4 s) are what it pays, so the first tracked run is the one reported.
-    first = calls[0]
-    total = sum(first.values())
-    print(f"time inside the tracking calls, first tracked run of this process: {total:.2f} s = "
-          f"{100 * total / off_median:.1f} % of training time")  # fmt: skip
-    for name, seconds in first.items():
-        later = statistics.median(p[name] for p in calls[1:]) if len(calls) > 1 else seconds
-        print(f"  {name}: {seconds:.3f} s ({100 * seconds / off_median:.1f} %); "
-              f"later runs {later:.3f} s")  # fmt: skip
-    print(f"`import mlflow`, once per stage process: {import_seconds:.2f} s "
-          f"({100 * import_seconds / off_median:.1f} %)")  # fmt: skip
+    # --- tracking overhead ------------------------------------------------------------
+    tracking_overhead(train, val, hyper, class_names, args.repeats)
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "--stage-child":
+        stage_child(sys.argv[2:])
+    else:
+        main()

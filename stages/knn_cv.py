@@ -42,8 +42,8 @@ def main() -> None:
             },
         )
         figure = cv_figure(table)
-        run.log_figure(figure, "knn_cv.png")
         save_figure(figure, PLOT)
+        run.log_artifact(PLOT)
         for (metric, k), rows in table.groupby(["metric", "k"], sort=False):
             with run.child(f"{metric} k={k}", {"distance": metric, "k": k}) as child:
                 child.log_series("fold_accuracy", rows["accuracy"].tolist(), rows["fold"].tolist())

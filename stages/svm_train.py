@@ -30,12 +30,14 @@ def main() -> None:
         {"svm": svm.to_dict(), "chosen": choice},
         experiment=params["tracking"].str("experiment"),
         data_md5=meta["archive_md5"],
+        will_log_model=True,
     ) as run:
         train, val = load_split("data/prepared/train.npz"), load_split("data/prepared/val.npz")
         with run.epoch_logger() as log_epoch:  # loss and accuracies logged as training runs
             model, summary = train_linear(train, val, hyper, on_epoch_end=log_epoch)
         # Nothing is written before training has succeeded.
         save_linear_model(MODEL, model)
+        run.log_linear_model(MODEL, input_example=val.X[:2])  # stored while the figures render
         curves = {
             "loss": model.loss_history_,
             "train_accuracy": model.train_accuracy_history_,
@@ -51,7 +53,6 @@ def main() -> None:
         run.log_metrics({f"model_{k}": summary[k] for k in ("train_accuracy", "val_accuracy")})
         run.log_artifact(PLOT)
         run.log_artifact(TEMPLATES)
-        run.log_linear_model(MODEL, input_example=val.X[:2])
         print(f"svm_train: {title}: val accuracy {summary['val_accuracy']:.4f}")
 
 

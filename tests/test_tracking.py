@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from cifarlab import tracking
-from cifarlab.errors import ConfigError
+from cifarlab.errors import ConfigError, TrackingError
 from cifarlab.linear import LinearClassifier
 from cifarlab.pipeline import save_linear_model
 
@@ -228,3 +232,93 @@ def test_training_error_still_stores_the_epochs_done(store):
     (logged,) = _runs(store)
     assert logged.info.status == "FAILED" and calls == [0, 1]
     assert len(store.get_metric_history(run.run_id, "train_accuracy")) == 2
+
+
+# --------------------------------------------------------------------------- the tracking worker
+
+
+def test_a_failure_in_the_worker_is_a_tracking_error_and_fails_the_run(store):
+    with pytest.raises(TrackingError, match="svm.reg"):
+        with tracking.stage_run("svm_train", {"svm": {"reg": 1}}, experiment="exp") as run:
+            run.log_params({"svm": {"reg": 2}})  # MLflow refuses to change a logged param
+    (logged,) = _runs(store)
+    assert logged.info.status == "FAILED"
+    assert "svm.reg" in logged.data.tags["cifarlab.error"]
+
+
+def test_the_worker_error_stops_the_stage_at_its_next_tracking_call(store):
+    with pytest.raises(TrackingError, match="svm.reg"):
+        with tracking.stage_run("svm_train", {"svm": {"reg": 1}}, experiment="exp") as run:
+            run.log_params({"svm": {"reg": 2}})
+            assert run.run_id  # waits for the worker, which has failed by then
+            run.log_metrics({"val_accuracy": 0.5})
+            pytest.fail("the stage went on after the worker failed")
+
+
+def test_logging_a_missing_file_is_an_error_at_once(store, tmp_path):
+    with pytest.raises(ConfigError, match="missing.png not found"):
+        with tracking.stage_run("svm_train", {}, experiment="exp") as run:
+            run.log_artifact(tmp_path / "missing.png")
+    (logged,) = _runs(store)
+    assert logged.info.status == "FAILED"
+
+
+def test_a_worker_that_cannot_start_is_a_clear_error(store, monkeypatch):
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    with pytest.raises(TrackingError, match="tracking worker exited with code 1"):
+        with tracking.stage_run("download", {}, experiment="exp") as run:
+            run.log_metrics({"archive_bytes": 1})
+
+
+def _stage_script(body: str) -> str:
+    return f"""
+import os, signal, sys, time
+from cifarlab import tracking
+with tracking.stage_run("svm_train", {{}}, experiment="exp") as run:
+    run.log_metrics({{"val_accuracy": 0.25}})
+    print(run.run_id, flush=True)
+{body}
+"""
+
+
+def _wait_for_status(client, run_id, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        status = client.get_run(run_id).info.status
+        if status != "RUNNING" or time.monotonic() > deadline:
+            return client.get_run(run_id)
+        time.sleep(0.2)
+
+
+def test_a_killed_stage_process_leaves_its_run_killed(store, tmp_path):
+    script = _stage_script("    os.kill(os.getpid(), signal.SIGKILL)")
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == -signal.SIGKILL
+    run = _wait_for_status(store, proc.stdout.split()[0])
+    assert run.info.status == "KILLED"
+    assert run.data.metrics["val_accuracy"] == 0.25
+    assert "exited without ending" in run.data.tags["cifarlab.error"]
+
+
+def test_ctrl_c_to_the_process_group_ends_the_run_killed(store, tmp_path):
+    # A terminal's Ctrl-C reaches the stage and its tracking worker: the worker must outlive it.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _stage_script("    time.sleep(120)")],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        run_id = proc.stdout.readline().strip()
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) != 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    run = store.get_run(run_id)  # ended before the stage exited: no waiting
+    assert run.info.status == "KILLED"
+    assert run.data.metrics["val_accuracy"] == 0.25
