@@ -125,8 +125,9 @@ def train_untracked(train, val, hyper):
     return time.perf_counter() - start, model, summary
 
 
-def svm_train_work(train, val, hyper, class_names, workdir: Path, tracked: bool) -> dict:
-    """What the svm_train stage does after loading its data, with or without its MLflow run.
+def svm_train_work(load_data, hyper, workdir: Path, tracked: bool) -> dict:
+    """What the svm_train stage does, with or without its MLflow run: open the run, load the
+    data (``load_data() -> (train, val, class_names)``), train, save, plot, log.
 
     Returns the wall time of it all (``seconds``) and, when tracked, the time the stage spent
     in its tracking calls: starting the run (the worker process), the per-epoch sends, the
@@ -148,6 +149,7 @@ def svm_train_work(train, val, hyper, class_names, workdir: Path, tracked: bool)
         stage = contextlib.nullcontext()
     with stage as run:
         parts["start run"] = time.perf_counter() - start
+        train, val, class_names = load_data()
         epoch_logger = run.epoch_logger() if tracked else contextlib.nullcontext(None)
         with epoch_logger as log_epoch:
             if log_epoch is not None:
@@ -206,10 +208,13 @@ def stage_child(argv: list[str]) -> None:
     sys.path.insert(0, str(REPO / "src"))
     from cifarlab.pipeline import Split
 
-    with np.load(data_file) as data:
-        train, val = Split(data["X_train"], data["y_train"]), Split(data["X_val"], data["y_val"])
-        names = [str(n) for n in data["names"]]
-    result = svm_train_work(train, val, json.loads(hyper), names, Path(workdir), mode == "on")
+    def load_data():
+        with np.load(data_file) as data:
+            train = Split(data["X_train"], data["y_train"])
+            val = Split(data["X_val"], data["y_val"])
+            return train, val, [str(n) for n in data["names"]]
+
+    result = svm_train_work(load_data, json.loads(hyper), Path(workdir), mode == "on")
     print(json.dumps(result))
 
 
@@ -222,9 +227,10 @@ def tracking_overhead(train, val, hyper, class_names, repeats: int) -> None:
                  names=np.array(class_names))  # fmt: skip
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
         off, on = [], []
-        for _ in range(repeats):
-            off.append(stage_process(data_file, hyper, False, tmp))
-            on.append(stage_process(data_file, hyper, True, tmp))
+        for i in range(repeats):
+            # Alternate which goes first (ABBA), so that drifts in the machine's speed cancel.
+            for tracked in (False, True) if i % 2 == 0 else (True, False):
+                (on if tracked else off).append(stage_process(data_file, hyper, tracked, tmp))
             print(f"  stage untracked {off[-1]['seconds']:.2f} s, "
                   f"tracked {on[-1]['seconds']:.2f} s", flush=True)  # fmt: skip
     off_median = statistics.median(r["seconds"] for r in off)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -67,6 +68,7 @@ class Server:
     def stop(self) -> None:
         subprocess.run(["bash", str(SERVER_SCRIPT), "stop"], env=self.env, capture_output=True,
                        timeout=120)
+        shutil.rmtree(self.dir, ignore_errors=True)  # database cluster and artifacts: ~70 MB
 
 
 def _server_or_skip(**kwargs) -> Server:

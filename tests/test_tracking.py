@@ -119,7 +119,7 @@ def test_linear_model_is_a_pyfunc_model_of_raw_images(store, tmp_path):
     import mlflow.pyfunc
 
     model, X, uri = _logged_model(tmp_path)
-    loaded = mlflow.pyfunc.load_model(uri)
+    loaded = mlflow.pyfunc.load_model(uri, dst_path=str(tmp_path / "loaded"))
     labels = loaded.predict(X)
     assert labels.dtype == np.int64 and labels.shape == (60,)
     np.testing.assert_array_equal(labels, model.predict(X))
@@ -144,7 +144,8 @@ import importlib.util, sys
 sys.path = [p for p in sys.path if p and p.rstrip("/") != {src!r}]
 assert importlib.util.find_spec("cifarlab") is None, "cifarlab still importable"
 import mlflow.pyfunc, numpy as np
-labels = mlflow.pyfunc.load_model({uri!r}).predict(np.load({str(tmp_path / "x.npy")!r}))
+model = mlflow.pyfunc.load_model({uri!r}, dst_path={str(tmp_path / "loaded")!r})
+labels = model.predict(np.load({str(tmp_path / "x.npy")!r}))
 import cifarlab
 print(cifarlab.__file__)
 print(",".join(map(str, labels)))
