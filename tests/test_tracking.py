@@ -119,6 +119,7 @@ def test_linear_model_is_a_pyfunc_model_of_raw_images(store, tmp_path):
     import mlflow.pyfunc
 
     model, X, uri = _logged_model(tmp_path)
+    (tmp_path / "loaded").mkdir()  # MLflow downloads there, not to a temporary folder it keeps
     loaded = mlflow.pyfunc.load_model(uri, dst_path=str(tmp_path / "loaded"))
     labels = loaded.predict(X)
     assert labels.dtype == np.int64 and labels.shape == (60,)
@@ -138,6 +139,7 @@ def test_linear_model_is_a_pyfunc_model_of_raw_images(store, tmp_path):
 def test_pyfunc_model_loads_where_cifarlab_is_not_installed(store, tmp_path):
     model, X, uri = _logged_model(tmp_path)
     np.save(tmp_path / "x.npy", X)
+    (tmp_path / "loaded").mkdir()
     src = str(Path(tracking.__file__).resolve().parents[1])
     script = f"""
 import importlib.util, sys
