@@ -273,6 +273,13 @@ def test_a_worker_that_cannot_start_is_a_clear_error(store, monkeypatch):
             run.log_metrics({"archive_bytes": 1})
 
 
+def test_a_worker_that_cannot_be_launched_is_a_clear_error(store, monkeypatch):
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    with pytest.raises(TrackingError, match="cannot start the MLflow tracking worker"):
+        with tracking.stage_run("download", {}, experiment="exp"):
+            pytest.fail("the stage ran without its tracking worker")
+
+
 def _stage_script(body: str) -> str:
     return f"""
 import os, signal, sys, time

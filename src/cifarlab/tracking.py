@@ -274,12 +274,16 @@ class _Worker:
         package_parent = str(Path(__file__).resolve().parents[1])
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
         with theirs:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "cifarlab.tracking", str(theirs.fileno()), uri],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                env=env,
-            )
+            try:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-m", "cifarlab.tracking", str(theirs.fileno()), uri],
+                    pass_fds=(theirs.fileno(),),
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                )
+            except OSError as exc:
+                ours.close()
+                raise TrackingError(f"cannot start the MLflow tracking worker: {exc}") from None
         self._connection = Connection(ours.detach())
         self._handles = 0
         self._run_ids: dict[int, str] = {}
