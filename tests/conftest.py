@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -116,3 +117,14 @@ QUICK_PARAMS = {
     "svm": {"epochs": 3, "batch_size": 16},
     "svm_tune": {"learning_rates": [1.0e-7, 1.0e-6], "regs": [1.0e2, 1.0e4], "epochs": 2},
 }
+
+
+def learnable_images(seed=0, n=60, d=12, n_classes=3, *, high=100, boost=150):
+    """uint8 'images' (n, d) and labels (n,): noise in [0, high) plus ``boost`` on the pixel of
+    each image's class, so a linear model learns them after centring (not trivially if the
+    boost is small against the noise)."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % n_classes
+    X = rng.integers(0, high, size=(n, d))
+    X[:, :n_classes] += boost * np.eye(n_classes, dtype=np.int64)[y]
+    return X.astype(np.uint8), y

@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import learnable_images
 
 from cifarlab.errors import ConfigError, TrainingDiverged
 from cifarlab.linear import (
@@ -525,11 +526,7 @@ def test_check_hyperparameters_accepts_partial_dicts_and_names_bad_ones():
 
 def small_images(seed=0, n=60, d=12, n_classes=3):
     """uint8 'images' whose class shows in the pixel values (learnable after centring)."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % n_classes
-    X = rng.integers(0, 100, size=(n, d))
-    X[:, :n_classes] += 150 * np.eye(n_classes, dtype=np.int64)[y]
-    return X.astype(np.uint8), y
+    return learnable_images(seed, n, d, n_classes)
 
 
 FAST = dict(learning_rate=1e-4, reg=1e-2, batch_size=10, epochs=5)

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import learnable_images
 
 from cifarlab import search
 from cifarlab.errors import ConfigError, TrainingDiverged
@@ -19,11 +20,7 @@ BASE = dict(loss="hinge", epochs=3, lr_decay=0.9, random_state=0)
 
 def images(seed=0, n=120, d=48, n_classes=3):
     """uint8 'images' whose class shows in a few pixels, with noise: learnable, not trivially."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % n_classes
-    X = rng.integers(0, 200, size=(n, d))
-    X[:, :n_classes] += 40 * np.eye(n_classes, dtype=np.int64)[y]
-    return X.astype(np.uint8), y
+    return learnable_images(seed, n, d, n_classes, high=200, boost=40)
 
 
 TRAIN, VAL = Split(*images()), Split(*images(seed=1, n=45))

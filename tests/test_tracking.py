@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import learnable_images
 from mlflow import MlflowClient
 
 from cifarlab import tracking
@@ -99,11 +100,7 @@ def test_flatten_nested_params():
 
 def _images(n=60, seed=0):
     """Raw uint8 CIFAR-shaped rows whose class shows in the first pixels."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 3
-    X = rng.integers(0, 100, size=(n, 3072))
-    X[:, :3] += 150 * np.eye(3, dtype=np.int64)[y]
-    return X.astype(np.uint8), y
+    return learnable_images(seed, n, d=3072)
 
 
 def _logged_model(tmp_path):
