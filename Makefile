@@ -12,7 +12,7 @@ DATA_MD5 ?=
 # A relative path becomes absolute, so it also resolves inside `dvc exp` workspaces.
 data_url = $(if $(findstring ://,$(DATA_URL)),$(DATA_URL),$(abspath $(DATA_URL)))
 
-.PHONY: venv repro test ui lint bench clean-venv server server-stop server-status
+.PHONY: venv repro test test-quick ui lint bench clean-venv server server-stop server-status
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,13 @@ else
 	dvc exp run -S 'data.url=$(data_url)' -S 'data.md5=$(DATA_MD5)'
 endif
 
+# The full suite (CI runs it): unit tests, then `dvc repro` end to end in project copies.
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
+
+# The contributors' inner loop: the unit tests alone, no `dvc repro` runs (under 2 minutes).
+test-quick: $(STAMP)
+	$(VENV)/bin/python -m pytest -m "not e2e"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -30,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cifarlab import _knn_kernels, knn
 from cifarlab.data.archive import parse_batch, read_cifar10_archive
+from cifarlab.knn import _kernels, neighbors
+from cifarlab.params import DISTANCES
 
 REPO = Path(__file__).resolve().parents[1]
 MIRROR = REPO.parent / "shared" / "data" / "cifar-10-mirror" / "cifar-10-binary.tar.gz"
@@ -62,7 +63,7 @@ def load_cifar(data_dir: Path | None) -> tuple[np.ndarray, np.ndarray, str] | No
 # --- exact reference ---------------------------------------------------------------------------
 
 
-def exact_reference(Q: np.ndarray, R: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, ...]:
+def exact_reference(Q: np.ndarray, R: np.ndarray, k: int, distance: str) -> tuple[np.ndarray, ...]:
     """Brute-force int64 k-NN of each row of Q, ordered by (distance, index).
 
     L2 uses float64 products of the integer pixels: every product and partial sum is an
@@ -70,7 +71,7 @@ def exact_reference(Q: np.ndarray, R: np.ndarray, k: int, metric: str) -> tuple[
     """
     n = R.shape[0]
     out_i, out_d = [], []
-    if metric == "l2":
+    if distance == "l2":
         R64 = R.astype(np.float64)
         r_sq = np.einsum("ij,ij->i", R64, R64)
         dists = [(q @ q + r_sq - 2.0 * (R64 @ q)).astype(np.int64) for q in Q.astype(np.float64)]
@@ -204,14 +205,14 @@ def main() -> None:
 
     print(
         f"ours: numba {numba.__version__}, {numba.get_num_threads()} threads; "
-        f"L1 psadbw width {_knn_kernels.SAD_WIDTH} bytes, L2 VNNI {_knn_kernels.HAS_VNNI}"
+        f"L1 psadbw width {_kernels.SAD_WIDTH} bytes, L2 VNNI {_kernels.HAS_VNNI}"
     )
 
     # Load the cached kernels (or compile them once) outside the timings.
     start = time.perf_counter()
-    for metric in knn.METRICS:
-        knn.kneighbors(X_query[:8], X_ref[:64], 2, metric)
-    knn._kneighbors(X_query[:8], X_ref[:64], 2, "l2", impl="gemm")
+    for distance in DISTANCES:
+        neighbors.kneighbors(X_query[:8], X_ref[:64], 2, distance)
+    neighbors._kneighbors(X_query[:8], X_ref[:64], 2, "l2", impl="gemm")
     print(f"kernel load/compile: {time.perf_counter() - start:.2f} s\n")
 
     check_rows = np.unique(
@@ -220,10 +221,11 @@ def main() -> None:
     results: dict[str, float] = {}
     found: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
 
-    def ours(label: str, metric: str, impl: str, subset: int | None = None) -> None:
+    def ours(label: str, distance: str, impl: str, subset: int | None = None) -> None:
         m = n_query if subset is None else min(subset, n_query)
         seconds, (idx, dist), peak = timed(
-            lambda: knn._kneighbors(X_query[:m], X_ref, k, metric, impl=impl), args.repeats
+            lambda: neighbors._kneighbors(X_query[:m], X_ref, k, distance, impl=impl),
+            args.repeats,
         )
         results[label] = seconds * n_query / m
         found[label] = idx, dist, m
@@ -236,10 +238,10 @@ def main() -> None:
         ours("ours l2, portable gemm path", "l2", "gemm")
     ours("ours l1", "l1", "auto", args.l1_query_subset)
 
-    # The exact reference, once per metric, after our timings (its float64 copy of the
+    # The exact reference, once per distance, after our timings (its float64 copy of the
     # references would otherwise show in the RSS figures above).
     reference = {
-        metric: exact_reference(X_query[check_rows], X_ref, k, metric) for metric in knn.METRICS
+        distance: exact_reference(X_query[check_rows], X_ref, k, distance) for distance in DISTANCES
     }
     print(f"\nexactness vs brute-force int64 on {len(check_rows)} queries spread over the set:")
     for label, (idx, dist, m) in found.items():
@@ -266,12 +268,12 @@ def main() -> None:
         def cap(m: int) -> int:
             return min(n_query, m, args.peer_queries or m)
 
-        def peer(label: str, m: int, run, metric: str) -> None:
+        def peer(label: str, m: int, run, distance: str) -> None:
             seconds, idx, _ = timed(lambda: run(Xq32[:m]), 1)
             results[label] = seconds * n_query / m
             note = f"{m} queries, extrapolated" if m < n_query else "full"
             sel = check_rows < m
-            agree = np.mean(np.all(idx[check_rows[sel]] == reference[metric][0][sel], axis=1))
+            agree = np.mean(np.all(idx[check_rows[sel]] == reference[distance][0][sel], axis=1))
             note += f"; rows identical to exact: {agree:.0%} of {int(sel.sum())} checked"
             print(f"{label:<34} {results[label]:8.2f} s  ({note})", flush=True)
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cifarlab import knn
+from cifarlab.data.prepared import load_split
 from cifarlab.data.split import stratified_folds
+from cifarlab.knn.neighbors import kneighbors
 from cifarlab.params import load_params
-from cifarlab.pipeline import load_split
 
 
 def main() -> None:
@@ -31,25 +31,26 @@ def main() -> None:
     parser.add_argument("--project", type=Path, default=Path(__file__).resolve().parents[1])
     args = parser.parse_args()
     root = args.project.resolve()
-    section = load_params(root / "params.yaml")["knn"]
-    k_max = max(section.list("k_choices", "int"))
-    metrics = section.list("distances", "str", choices=knn.METRICS)
-    n_folds = section.int("folds")
-    budget = section.int("memory_budget_mb") << 20
-    if section.optional_int("train_size") is not None:
+    params = load_params(root / "params.yaml")
+    knn = params["knn"]
+    k_max = max(knn["k_choices"])
+    distances = knn["distances"]
+    n_folds = knn["folds"]
+    budget = params["resources"]["memory_budget_mb"] << 20
+    if knn["train_size"] is not None:
         sys.exit("set knn.train_size: null (the default) to measure the full problem")
 
     train = load_split(root / "data/prepared/train.npz")
-    fold_ids = stratified_folds(train.y, n_folds, np.random.default_rng(section.int("seed")))
-    knn.kneighbors(train.X[:8], train.X[:64], 4, metrics[0])  # compile outside the timing
+    fold_ids = stratified_folds(train.y, n_folds, np.random.default_rng(knn["seed"]))
+    kneighbors(train.X[:8], train.X[:64], 4, distances[0])  # compile outside the timing
     started = time.perf_counter()
-    for metric in metrics:
+    for distance in distances:
         for fold in range(n_folds):
             held_out = fold_ids == fold
-            knn.kneighbors(train.X[held_out], train.X[~held_out], k_max, metric,
-                           memory_budget_bytes=budget)
+            kneighbors(train.X[held_out], train.X[~held_out], k_max, distance,
+                       memory_budget_bytes=budget)
     raw = time.perf_counter() - started
-    print(f"raw distance computations ({len(metrics)} distances x {n_folds} folds, "
+    print(f"raw distance computations ({len(distances)} distances x {n_folds} folds, "
           f"{len(train.y):,} images, k={k_max}): {raw:.1f} s")
 
     env = {**os.environ, "PYTHONPATH": str(root / "src")}

@@ -11,7 +11,7 @@ On the same arrays:
    fit on float64 pixels prepared three ways: ``raw`` (0-255, what our model takes),
    ``/255`` (scaled to [0, 1]) and standardised per pixel (``StandardScaler``); only ``fit`` is
    timed.
-2. Ours: ``cifarlab.pipeline.train_linear`` -- what ``svm_train`` runs, raw uint8 in, mean
+2. Ours: ``cifarlab.linear.classifier.train_linear`` -- what ``svm_train`` runs, raw uint8 in, mean
    subtraction included -- with the hyperparameters of params.yaml (``svm``) and the ones
    ``svm_tune`` chose (``reports/svm_choice.json``, or ``--learning-rate/--reg/--batch-size``).
    Median of ``--repeats`` runs; once more with the default BLAS threads for comparison.
@@ -53,12 +53,13 @@ MIRROR = REPO.parent / "shared" / "data" / "cifar-10-mirror" / "cifar-10-binary.
 
 
 def load_data(generated: bool, seed: int = 0):
-    """(train, val, class_names, source); the splits are cifarlab.pipeline.Split of uint8."""
+    """(train, val, class_names, source); the splits are cifarlab.data.prepared.Split of uint8."""
+    from cifarlab.data.prepared import Split
+    from cifarlab.data.split import make_splits
     from cifarlab.params import load_params
-    from cifarlab.pipeline import Split, make_splits
 
     split = load_params(REPO / "params.yaml")["split"]
-    val_size, split_seed = split.number("val_size"), split.int("seed")
+    val_size, split_seed = split["val_size"], split["seed"]
     if not generated and MIRROR.exists():
         from cifarlab.data.archive import read_cifar10_archive
 
@@ -118,7 +119,7 @@ def run_sklearn(train, val, preprocess: str) -> tuple[float, float, int]:
 
 
 def train_untracked(train, val, hyper):
-    from cifarlab.pipeline import train_linear
+    from cifarlab.linear.classifier import train_linear
 
     start = time.perf_counter()
     model, summary = train_linear(train, val, hyper)
@@ -134,7 +135,7 @@ def svm_train_work(load_data, hyper, workdir: Path, tracked: bool) -> dict:
     final logging calls, and waiting at the end for the worker to finish storing; plus the CPU
     time of the worker process (on another core).
     """
-    from cifarlab.pipeline import save_linear_model, train_linear
+    from cifarlab.linear.classifier import save_linear_model, train_linear
     from cifarlab.plots import save_figure, templates_figure, training_figure
 
     parts = dict.fromkeys(("start run", "per-epoch sends", "logging calls", "wait for worker"), 0.0)
@@ -206,7 +207,7 @@ def stage_process(data_file: Path, hyper: dict, tracked: bool, workdir: Path) ->
 def stage_child(argv: list[str]) -> None:
     data_file, hyper, mode, workdir = argv
     sys.path.insert(0, str(REPO / "src"))
-    from cifarlab.pipeline import Split
+    from cifarlab.data.prepared import Split
 
     def load_data():
         with np.load(data_file) as data:
@@ -291,7 +292,7 @@ def main() -> None:
 
     from threadpoolctl import threadpool_limits
 
-    from cifarlab.linear import LinearClassifier
+    from cifarlab.linear.classifier import LinearClassifier
 
     with threadpool_limits(limits=os.cpu_count(), user_api="blas"):
         start = time.perf_counter()

@@ -10,17 +10,16 @@ ARCHIVE = "data/raw/cifar-10-binary.tar.gz"
 
 def main() -> None:
     params = load_params()
-    data, tracking = params["data"], params["tracking"]
-    url, md5 = data.str("url"), data.str("md5")
+    data = params["data"]
     with stage_run(
         "download",
-        {"data": data.to_dict()},
-        experiment=tracking.str("experiment"),
-        data_md5=md5,
+        {"data": data},
+        experiment=params["tracking"]["experiment"],
+        data_md5=data["md5"],
     ) as run:
-        path = download(url, ARCHIVE, md5, progress=True)
+        path = download(data["url"], ARCHIVE, data["md5"], progress=True)
         run.log_metrics({"archive_bytes": path.stat().st_size})
-        print(f"download: {url} -> {path} (md5 {md5} verified)")
+        print(f"download: {data['url']} -> {path} (md5 {data['md5']} verified)")
 
 
 if __name__ == "__main__":

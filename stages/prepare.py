@@ -3,8 +3,9 @@
 from cifarlab import io
 from cifarlab.cli import run_stage
 from cifarlab.data.archive import read_cifar10_archive
+from cifarlab.data.prepared import save_split
+from cifarlab.data.split import make_splits
 from cifarlab.params import load_params
-from cifarlab.pipeline import make_splits, save_split
 from cifarlab.tracking import stage_run
 
 ARCHIVE = "data/raw/cifar-10-binary.tar.gz"
@@ -14,16 +15,12 @@ COUNTS = "reports/class_counts.csv"
 
 def main() -> None:
     params = load_params()
-    split, md5 = params["split"], params["data"].str("md5")
-    val_size, seed = split.number("val_size"), split.int("seed")
+    split, md5 = params["split"], params["data"]["md5"]
     with stage_run(
-        "prepare",
-        {"split": split.to_dict()},
-        experiment=params["tracking"].str("experiment"),
-        data_md5=md5,
+        "prepare", {"split": split}, experiment=params["tracking"]["experiment"], data_md5=md5
     ) as run:
         archive = read_cifar10_archive(ARCHIVE)
-        splits, counts = make_splits(archive, val_size, seed)
+        splits, counts = make_splits(archive, split["val_size"], split["seed"])
         for name, data in splits.items():
             save_split(f"{OUT}/{name}.npz", data)
         io.write_json(

@@ -2,9 +2,11 @@
 
 from cifarlab import io
 from cifarlab.cli import run_stage
-from cifarlab.params import linear_hyperparameters, linear_search_settings, load_params
-from cifarlab.pipeline import linear_search, linear_search_trials, load_split
-from cifarlab.plots import save_figure, search_figure
+from cifarlab.data.prepared import load_split
+from cifarlab.linear.plots import search_figure
+from cifarlab.linear.search import linear_search, linear_search_trials
+from cifarlab.params import linear_hyperparameters, load_params
+from cifarlab.plots import save_figure
 from cifarlab.tracking import stage_run
 
 TABLE, CHOICE = "reports/svm_tune.csv", "reports/svm_choice.json"
@@ -13,14 +15,13 @@ PLOT = "reports/plots/svm_tune.png"
 
 def main() -> None:
     params = load_params()
-    svm, tune = params["svm"], params["svm_tune"]
-    method, settings, n_jobs = linear_search_settings(tune)
-    trials = linear_search_trials(linear_hyperparameters(svm), method, settings)
+    svm, tune, resources = params["svm"], params["svm_tune"], params["resources"]
+    trials = linear_search_trials(linear_hyperparameters(svm), tune["method"], tune)
     meta = io.read_json("data/prepared/meta.json")
     with stage_run(
         "svm_tune",
-        {"svm": svm.to_dict(), "svm_tune": tune.to_dict()},
-        experiment=params["tracking"].str("experiment"),
+        {"svm": svm, "svm_tune": tune, "resources": resources},
+        experiment=params["tracking"]["experiment"],
         data_md5=meta["archive_md5"],
     ) as run:
         train, val = load_split("data/prepared/train.npz"), load_split("data/prepared/val.npz")
@@ -30,9 +31,11 @@ def main() -> None:
             outcome = "diverged" if trial.error else f"val accuracy {trial.val_accuracy:.4f}"
             print(f"svm_tune: {trial.name} {outcome} ({trial.seconds:.1f} s)", flush=True)
 
-        table, best = linear_search(train, val, trials, n_jobs=n_jobs, on_trial=track_trial)
+        table, best = linear_search(
+            train, val, trials, n_jobs=resources["n_jobs"], on_trial=track_trial
+        )
         io.write_text(TABLE, table.to_csv(index=False))
-        save_figure(search_figure(table, f"{svm.str('loss')} loss, {method} search"), PLOT)
+        save_figure(search_figure(table, f"{svm['loss']} loss, {tune['method']} search"), PLOT)
         io.write_json(CHOICE, best)
         run.log_artifact(PLOT)
         run.log_params({f"chosen.{k}": best[k] for k in ("learning_rate", "reg", "batch_size")})

@@ -112,10 +112,10 @@ QUICK_PARAMS = {
         "folds": 3,
         "train_size": None,
         "seed": 0,
-        "memory_budget_mb": 64,
     },
-    "svm": {"epochs": 3, "batch_size": 16},
-    "svm_tune": {"learning_rates": [1.0e-7, 1.0e-6], "regs": [1.0e2, 1.0e4], "epochs": 2},
+    "svm": {"epochs": 3},
+    "svm_tune": {"learning_rates": [1.0e-7, 1.0e-6], "regs": [1.0e2, 1.0e4]},
+    "resources": {"memory_budget_mb": 64},
 }
 
 

@@ -1,4 +1,4 @@
-"""Static checks of the pipeline definition: test isolation, declared files, declared params."""
+"""Static checks of the pipeline definition: test isolation, declared files, code and params."""
 
 from __future__ import annotations
 
@@ -8,10 +8,20 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cifarlab.params import RUNTIME_SECTIONS
+
 REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src"
 PIPELINE = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 TEST_SPLIT = "data/prepared/test.npz"
+EVALUATIONS = ["knn_evaluate", "svm_evaluate"]
+
+# Modules a stage runs whose code cannot change its outputs, and so are not its deps (a change
+# to them must not rerun anything): MLflow tracking (logs what the stage computed, writes no
+# output), the entry point (turns errors into one line), the error classes (messages only).
+# Whatever only they import (cifarlab.lineage, cifarlab.serving) is not followed.
+NOT_OUTPUTS = ("cifarlab.tracking", "cifarlab.cli", "cifarlab.errors")
 
 
 def _paths(entries):
@@ -24,10 +34,78 @@ def declared_files(stage):
     return {p for key in ("deps", "outs", "metrics", "plots") for p in _paths(spec.get(key))}
 
 
-def test_only_evaluate_reads_the_test_split():
+def _module_file(name: str) -> Path | None:
+    path = SRC.joinpath(*name.split("."))
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    return path.with_suffix(".py") if path.with_suffix(".py").is_file() else None
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every cifarlab module ``path`` imports, at the top or inside a function, and the
+    packages Python runs on the way (``cifarlab.knn`` for ``cifarlab.knn.cv``)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            # `from cifarlab.data import archive` imports a module, `from x import f` a name.
+            found = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
+        for name in found:
+            parts = name.split(".")
+            names.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return {n for n in names if n.startswith("cifarlab") and _module_file(n) is not None}
+
+
+def _runs_nothing(path: Path) -> bool:
+    """A module holding only a docstring and constants cannot change what a stage computes."""
+    body = ast.parse(path.read_text()).body
+    return all(isinstance(n, ast.Expr | ast.Assign | ast.ImportFrom) for n in body) and not any(
+        isinstance(n, ast.ImportFrom) and n.module != "__future__" for n in body
+    )
+
+
+def code_closure(script: Path) -> set[str]:
+    """The src/ files (repository-relative) whose code ``script`` runs and that can change its
+    outputs: its cifarlab imports followed transitively, NOT_OUTPUTS left out."""
+    todo, seen, files = [script], set(), set()
+    while todo:
+        for name in _imported_modules(todo.pop()) - seen:
+            seen.add(name)
+            if name.startswith(NOT_OUTPUTS):
+                continue
+            path = _module_file(name)
+            todo.append(path)
+            if not _runs_nothing(path):
+                files.add(path.relative_to(REPO).as_posix())
+    return files
+
+
+def test_only_the_evaluations_read_the_test_split():
     readers = [name for name, spec in PIPELINE.items() if TEST_SPLIT in _paths(spec.get("deps"))]
-    assert readers == ["evaluate"]
-    assert list(PIPELINE)[-1] == "evaluate"
+    assert readers == EVALUATIONS
+    # Each model's evaluation depends on nothing of the other model.
+    knn_files = {p for p in declared_files("knn_evaluate") if "svm" in p or "linear" in p}
+    svm_files = {p for p in declared_files("svm_evaluate") if "knn" in p}
+    assert not knn_files and not svm_files
+
+
+@pytest.mark.parametrize("stage", list(PIPELINE))
+def test_stage_deps_are_exactly_the_code_it_runs(stage):
+    script = f"stages/{stage}.py"
+    declared = {p for p in _paths(PIPELINE[stage].get("deps")) if p.startswith("src/")}
+    needed = code_closure(REPO / script)
+    assert not needed - declared, f"{stage} runs code it does not declare: {needed - declared}"
+    assert not declared - needed, f"{stage} declares code it does not run: {declared - needed}"
+
+
+def test_code_closure_follows_imports_transitively():
+    closure = code_closure(REPO / "stages" / "knn_evaluate.py")
+    assert "src/cifarlab/knn/_kernels.py" in closure  # estimator -> neighbors -> _kernels
+    assert "src/cifarlab/checks.py" in closure
+    assert not any("tracking" in path or "linear" in path for path in closure)
 
 
 @pytest.mark.parametrize("stage", list(PIPELINE))
@@ -66,7 +144,13 @@ def test_stage_reads_only_declared_param_sections(stage):
         and isinstance(n.slice, ast.Constant)
     }
     declared = {name.split(".")[0] for name in PIPELINE[stage].get("params", [])}
-    assert sections <= declared, f"{stage} reads params sections {sections - declared} undeclared"
+    undeclared = sections - declared - set(RUNTIME_SECTIONS)
+    assert not undeclared, f"{stage} reads params sections {undeclared} undeclared"
+
+
+def test_settings_that_cannot_change_a_result_are_no_dvc_params():
+    declared = {name.split(".")[0] for spec in PIPELINE.values() for name in spec.get("params", [])}
+    assert not declared & set(RUNTIME_SECTIONS)
 
 
 def test_every_dependency_exists_or_is_produced():

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from cifarlab.pipeline import Split, save_split
+from cifarlab.data.prepared import Split, save_split
 
 pytestmark = pytest.mark.e2e
 
@@ -36,8 +36,9 @@ def prepared(project, loss="hinge"):
         svm={"loss": loss, "epochs": 3, "patience": None},
         svm_tune={
             "method": "grid", "learning_rates": [1.0e-7, 1.0e30], "regs": [1.0e2],
-            "batch_sizes": [16], "n_jobs": 2,
+            "batch_sizes": [16],
         },
+        resources={"n_jobs": 2},
     )  # fmt: skip
 
 

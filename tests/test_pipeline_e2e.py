@@ -7,20 +7,23 @@ import json
 import numpy as np
 import pytest
 from archive_builder import build_archive, records_to_bytes, serve_directory
-from conftest import MIRROR, QUICK_PARAMS
+from conftest import MIRROR, QUICK_PARAMS, REPO
+from test_dvc_yaml import code_closure
 
 pytestmark = pytest.mark.e2e
 
-STAGES = ["download", "prepare", "knn_cv", "svm_tune", "svm_train", "evaluate"]
+STAGES = [
+    "download", "prepare", "knn_cv", "svm_tune", "svm_train", "knn_evaluate", "svm_evaluate",
+    "summarize",
+]  # fmt: skip
 # A 2 x 2 grid (QUICK_PARAMS' grid-era keys are superseded) searched by two worker processes.
 QUICK_TUNE = {
     "method": "grid",
     "learning_rates": [1.0e-7, 1.0e-6],
     "regs": [1.0e2, 1.0e4],
     "batch_sizes": [16],
-    "n_jobs": 2,
 }
-QUICK = {**QUICK_PARAMS, "svm_tune": QUICK_TUNE}
+QUICK = {**QUICK_PARAMS, "svm_tune": QUICK_TUNE, "resources": {"memory_budget_mb": 64, "n_jobs": 2}}
 
 
 def mlflow_runs(project):
@@ -126,9 +129,15 @@ def test_repro_end_to_end_then_force_is_identical(project, served_archive):
     assert {"model", "svm_loss.png", "svm_templates.png"} <= artifacts
     model_files = {a.path for a in client.list_artifacts(train_run.info.run_id, "model")}
     assert {"model/MLmodel", "model/code", "model/data"} <= model_files
-    evaluate = parents["evaluate"][0]
-    assert evaluate.data.metrics["knn_test_accuracy"] == metrics["knn"]["test_accuracy"]
-    assert evaluate.data.metrics["svm_test_accuracy"] == metrics["svm"]["test_accuracy"]
+    summary_run = parents["summarize"][0]
+    assert summary_run.data.metrics["knn_test_accuracy"] == metrics["knn"]["test_accuracy"]
+    assert summary_run.data.metrics["svm_test_accuracy"] == metrics["svm"]["test_accuracy"]
+    for model in ("knn", "svm"):
+        run = parents[f"{model}_evaluate"][0]
+        assert run.data.metrics["test_accuracy"] == metrics[model]["test_accuracy"]
+    # Settings that cannot change a result are recorded on the runs, though no DVC params.
+    assert parents["knn_cv"][0].data.params["resources.memory_budget_mb"] == "64"
+    assert parents["svm_tune"][0].data.params["resources.n_jobs"] == "2"
 
     # Reproducible: every random choice is seeded from params.
     first = (project.root / "reports/metrics.json").read_bytes()
@@ -138,9 +147,11 @@ def test_repro_end_to_end_then_force_is_identical(project, served_archive):
     for name in ["knn_cv.csv", "svm_tune.csv", "svm_loss.csv"]:
         assert (project.root / "reports" / name).is_file()
 
-    # svm.loss switches the whole linear chain to softmax; an experiment in a temporary DVC
-    # workspace logs to the project's own store.
     project.commit("first run")
+    check_dvc_status_names_the_importers(project)
+
+    # svm.loss switches the whole linear chain to softmax and reruns none of the k-NN work; an
+    # experiment in a temporary DVC workspace logs to the project's own store.
     before = len(mlflow_runs(project)[1])
     project.dvc("exp", "run", "--temp", "-S", "svm.loss=softmax")
     after = mlflow_runs(project)[1]
@@ -151,10 +162,48 @@ def test_repro_end_to_end_then_force_is_identical(project, served_archive):
         for r in exp_runs
         if "mlflow.parentRunId" not in r.data.tags
     }
-    assert set(exp_stages) == {"svm_tune", "svm_train", "evaluate"}
+    assert set(exp_stages) == {"svm_tune", "svm_train", "svm_evaluate", "summarize"}
     assert all(r.info.status == "FINISHED" for r in exp_stages.values())
     assert exp_stages["svm_train"].data.params["svm.loss"] == "softmax"
     assert not list((project.root / ".dvc" / "tmp").rglob("mlflow.db"))
+
+
+def changed_stages(project) -> set[str]:
+    return set(json.loads(project.dvc("status", "--json").stdout or "{}"))
+
+
+def check_dvc_status_names_the_importers(project):
+    """After a run: editing a module makes `dvc status` name exactly the stages whose scripts
+    import it (followed statically, as tests/test_dvc_yaml.py does); a setting that cannot
+    change a result names none; a k-NN param names only k-NN stages, a linear one only linear
+    stages."""
+    assert changed_stages(project) == set()
+    closures = {stage: code_closure(REPO / "stages" / f"{stage}.py") for stage in STAGES}
+    modules = sorted(set().union(*closures.values()))
+    assert len(modules) >= 15
+    for module in modules:
+        path = project.root / module
+        original = path.read_bytes()
+        path.write_bytes(original + b"\n# an edit\n")
+        try:
+            importers = {stage for stage, files in closures.items() if module in files}
+            assert changed_stages(project) == importers, module
+        finally:
+            path.write_bytes(original)
+    for section, values, expected in [
+        ("tracking", {"experiment": "renamed"}, set()),
+        ("resources", {"memory_budget_mb": 128, "n_jobs": 1}, set()),
+        ("knn", {"folds": 4}, {"knn_cv"}),
+        ("svm", {"epochs": 2}, {"svm_tune", "svm_train"}),
+        ("svm_tune", {"regs": [1.0e2, 1.0e3]}, {"svm_tune"}),
+    ]:
+        original = (project.root / "params.yaml").read_bytes()
+        project.set_params(**{section: values})
+        try:
+            assert changed_stages(project) == expected, section
+        finally:
+            (project.root / "params.yaml").write_bytes(original)
+    assert changed_stages(project) == set()
 
 
 def test_wrong_md5_fails_clearly_and_leaves_nothing(project, served_archive):

@@ -7,7 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from cifarlab.data.split import class_counts, stratified_folds, stratified_split
+from cifarlab.data.split import class_counts, make_splits, stratified_folds, stratified_split
 from cifarlab.errors import ConfigError
 
 
@@ -110,7 +110,7 @@ def test_split_rejects_bad_labels_and_rng() -> None:
         stratified_split(np.array([0.5, 1.0, 2.0]), 1, np.random.default_rng(0))
     with pytest.raises(ConfigError):
         stratified_split(np.array([], dtype=int), 1, np.random.default_rng(0))
-    with pytest.raises(TypeError, match="Generator"):
+    with pytest.raises(ConfigError, match="Generator"):
         stratified_split(np.arange(4), 1, 0)  # type: ignore[arg-type]
 
 
@@ -153,3 +153,20 @@ def test_class_counts() -> None:
         class_counts(np.array([-1, 0]), 10)
     with pytest.raises(ConfigError, match="n_classes"):
         class_counts(np.array([0]), 0)
+
+
+def test_make_splits_keeps_test_and_counts_classes() -> None:
+    from types import SimpleNamespace
+
+    y = np.repeat(np.arange(3, dtype=np.uint8), 10)
+    X = np.arange(30 * 4, dtype=np.uint8).reshape(30, 4)
+    test = (X[:6], y[:6])
+    archive = SimpleNamespace(train=(X, y), test=test, class_names=["a", "b", "c"])
+    splits, counts = make_splits(archive, 6, seed=0)
+    assert [len(splits[s].y) for s in ("train", "val", "test")] == [24, 6, 6]
+    assert splits["test"].X is test[0]
+    # Train and val partition the training batches: every row exactly once.
+    rows = np.concatenate([splits["train"].X[:, 0], splits["val"].X[:, 0]])
+    assert sorted(rows.tolist()) == X[:, 0].tolist()
+    assert counts.index.tolist() == ["a", "b", "c"] and list(counts) == ["train", "val", "test"]
+    assert counts["val"].tolist() == [2, 2, 2] and counts["train"].sum() == 24

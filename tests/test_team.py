@@ -28,7 +28,10 @@ from conftest import QUICK_PARAMS, REPO, Project, copy_project
 pytestmark = pytest.mark.e2e
 
 SERVER_SCRIPT = REPO / "scripts" / "tracking-server.sh"
-STAGES = ["download", "prepare", "knn_cv", "svm_tune", "svm_train", "evaluate"]
+STAGES = [
+    "download", "prepare", "knn_cv", "svm_tune", "svm_train", "knn_evaluate", "svm_evaluate",
+    "summarize",
+]  # fmt: skip
 
 
 def free_port() -> int:
@@ -321,7 +324,8 @@ def test_queued_experiments_in_parallel_lose_and_duplicate_no_run(tmp_path, arch
                              for r in parents if r.data.tags.get("dvc.exp_name"))
     # Each experiment changed svm.epochs only: exactly the stages that read it ran, once.
     assert per_experiment == Counter({(name, stage): 1 for name in names
-                                      for stage in ("svm_tune", "svm_train", "evaluate")}), (
+                                      for stage in ("svm_tune", "svm_train", "svm_evaluate",
+                                                    "summarize")}), (
         per_experiment)
     assert all(r.info.status == "FINISHED" for r in parents)
 

@@ -17,8 +17,7 @@ from mlflow import MlflowClient
 
 from cifarlab import tracking
 from cifarlab.errors import ConfigError, TrackingError
-from cifarlab.linear import LinearClassifier
-from cifarlab.pipeline import save_linear_model
+from cifarlab.linear.classifier import LinearClassifier, save_linear_model
 
 
 @pytest.fixture
@@ -137,7 +136,7 @@ def test_pyfunc_model_loads_where_cifarlab_is_not_installed(store, tmp_path):
     model, X, uri = _logged_model(tmp_path)
     np.save(tmp_path / "x.npy", X)
     (tmp_path / "loaded").mkdir()
-    src = str(Path(tracking.__file__).resolve().parents[1])
+    src = str(Path(tracking.__file__).resolve().parents[2])
     script = f"""
 import importlib.util, sys
 sys.path = [p for p in sys.path if p and p.rstrip("/") != {src!r}]
@@ -178,7 +177,7 @@ def test_epoch_logger_streams_the_curves_of_a_fit(store):
 
 
 def test_log_trial_makes_a_child_run_finished_or_failed(store):
-    from cifarlab.search import TrialResult
+    from cifarlab.linear.search import TrialResult
 
     hyper = {"learning_rate": 1e-6, "reg": 100.0, "batch_size": 200, "loss": "hinge"}
     ok = TrialResult(0, hyper, np.array([2.0, 1.0, 0.5]), np.array([0.3, 0.4]),

@@ -1,160 +1,335 @@
-"""Typed, validated access to ``params.yaml``: a bad value is a clear error naming its key."""
+"""Every parameter of cifarlab, declared once: its type and bounds, checked at the public edge.
+
+The same declarations check ``params.yaml`` (:func:`load_params`, before a stage computes
+anything) and the keyword hyperparameters of the estimators (``LinearClassifier``,
+``KNearestNeighbor``, the SGD loop's ``SGDConfig``): a learning rate has one set of bounds,
+whoever passes it. Code behind that edge trusts its callers.
+
+``params.yaml`` is read with the YAML 1.2 parser DVC itself uses, so ``1e-7`` is the same
+number for DVC and for the stages. A key nothing reads is an error naming it, with the closest
+known key, so that a typo cannot silently leave a default in place.
+"""
 
 from __future__ import annotations
 
+import difflib
 import math
+import numbers
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from cifarlab.errors import ConfigError
 
 PARAMS_FILE = "params.yaml"
 
 
-def _as_number(value: Any) -> Any:
-    # PyYAML follows YAML 1.1, where `1e-7` (no dot) is a string; DVC's YAML 1.2 reads a float.
-    # Accept both spellings so params.yaml means the same thing to DVC and to the stages.
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
+@dataclass(frozen=True)
+class Param:
+    """The type and bounds of one parameter.
+
+    kind : "int", "float", "number" (an int or a float, kept as given), "str", "bool" or
+        "list" (of ``item``; non-empty, distinct values).
+    low, high : inclusive bounds of a number, open where ``low_open`` / ``high_open``.
+    choices : the allowed strings. pattern : a regular expression a string must match fully.
+    nullable : None (YAML ``null``) is allowed. length : the exact length of a list.
+    """
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] | None = None
+    pattern: str | None = None
+    nullable: bool = False
+    item: Param | None = None
+    length: int | None = None
+
+    def describe(self) -> str:
+        """What a valid value is, in words: "an integer >= 1", "one of ['l1', 'l2']" …"""
+        if self.kind == "list":
+            size = f"a list of {self.length}" if self.length else "a non-empty list of distinct"
+            text = f"{size} values, each {self.item.describe()}"
+        elif self.choices is not None:
+            text = f"one of {list(self.choices)}"
+        elif self.kind == "str":
+            text = "a non-empty string"
+            if self.pattern is not None:
+                text = f"a string matching {self.pattern}"
+        elif self.kind == "bool":
+            text = "true or false"
+        else:
+            text = {"int": "an integer", "float": "a finite number"}.get(self.kind, "a number")
+            if self.low is not None and self.high is not None:
+                left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+                text += f" in {left}{self.low:g}, {self.high:g}{right}"
+            elif self.low is not None:
+                text += f" {'>' if self.low_open else '>='} {self.low:g}"
+            elif self.high is not None:
+                text += f" {'<' if self.high_open else '<='} {self.high:g}"
+        return f"{text} or null" if self.nullable else text
+
+    def check(self, name: str, value: Any) -> Any:
+        """``value`` if valid (ints as ``int``, numbers as ``float``, lists as ``list``), else a
+        ConfigError naming ``name``: "{name} must be {describe()}, got {value!r}"."""
+        if value is None and self.nullable:
+            return None
+        checked = self._convert(value)
+        if checked is _INVALID:
+            raise ConfigError(f"{name} must be {self.describe()}, got {_short(value)}")
+        return checked
+
+    def _convert(self, value: Any) -> Any:
+        if self.kind == "list":
+            if not isinstance(value, list | tuple) or not value:
+                return _INVALID
+            if self.length is not None and len(value) != self.length:
+                return _INVALID
+            items = [self.item._convert(v) for v in value]
+            if any(v is _INVALID for v in items) or len(set(items)) != len(items):
+                return _INVALID
+            return items
+        if self.kind == "bool":
+            return bool(value) if isinstance(value, bool) else _INVALID
+        if self.kind == "str":
+            if not isinstance(value, str) or not value:
+                return _INVALID
+            if self.choices is not None and value not in self.choices:
+                return _INVALID
+            if self.pattern is not None and not re.fullmatch(self.pattern, value):
+                return _INVALID
             return value
-    return value
-
-
-class Section:
-    """One section of ``params.yaml`` (``knn``, ``svm`` …) with typed getters."""
-
-    def __init__(self, values: dict[str, Any], name: str) -> None:
-        if not isinstance(values, dict):
-            raise ConfigError(f"params.yaml: section {name!r} must be a mapping, got {values!r}")
-        self._values = values
-        self.name = name
-
-    def _raw(self, key: str) -> Any:
-        if key not in self._values:
-            raise ConfigError(f"params.yaml: missing {self.name}.{key}")
-        return self._values[key]
-
-    def _fail(self, key: str, what: str) -> ConfigError:
-        return ConfigError(
-            f"params.yaml: {self.name}.{key} must be {what}, got {self._values.get(key)!r}"
-        )
-
-    def str(self, key: str, choices: Sequence[str] | None = None) -> str:
-        value = self._raw(key)
-        if not isinstance(value, str) or not value:
-            raise self._fail(key, "a non-empty string")
-        if choices is not None and value not in choices:
-            raise self._fail(key, f"one of {list(choices)}")
+        # bool is an int subclass, but `epochs: true` is a mistake, not the number 1.
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return _INVALID
+        if self.kind == "int":
+            if isinstance(value, numbers.Integral):
+                value = int(value)
+            elif isinstance(value, float) and value.is_integer():
+                value = int(value)  # 1.0e+3 written for a count
+            else:
+                return _INVALID
+        else:
+            keep_int = self.kind == "number" and isinstance(value, numbers.Integral)
+            value = int(value) if keep_int else float(value)
+            if not math.isfinite(value):
+                return _INVALID
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return _INVALID
+        if self.high is not None and (value >= self.high if self.high_open else value > self.high):
+            return _INVALID
         return value
 
-    def int(self, key: str, minimum: int | None = None) -> int:
-        value = _as_number(self._raw(key))
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self._fail(key, "an integer")
-        if minimum is not None and value < minimum:
-            raise self._fail(key, f"an integer >= {minimum}")
-        return value
 
-    def optional_int(self, key: str, minimum: int | None = None) -> int | None:
-        return None if self._raw(key) is None else self.int(key, minimum)
-
-    def float(self, key: str, minimum: float | None = None, maximum: float | None = None) -> float:
-        value = _as_number(self._raw(key))
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
-            raise self._fail(key, "a finite number")
-        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            raise self._fail(key, f"a number in [{minimum}, {maximum}]")
-        return float(value)
-
-    def number(self, key: str) -> int | float:
-        """An int or a float kept as written (e.g. a count or a fraction)."""
-        value = _as_number(self._raw(key))
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self._fail(key, "a number")
-        return value
-
-    def list(self, key: str, item: str, choices: Sequence[str] | None = None) -> list[Any]:
-        """A non-empty list of distinct items, each checked by the getter named ``item``."""
-        values = self._raw(key)
-        if not isinstance(values, list) or not values:
-            raise self._fail(key, "a non-empty list")
-        getter = getattr(
-            Section({str(i): v for i, v in enumerate(values)}, f"{self.name}.{key}"), item
-        )
-        kwargs = {"choices": choices} if item == "str" else {}
-        items = [getter(str(i), **kwargs) for i in range(len(values))]
-        if len(set(items)) != len(items):
-            raise self._fail(key, "a list without repeated values")
-        return items
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self._values)
+_INVALID = object()
 
 
-def load_params(path: str | os.PathLike[str] = PARAMS_FILE) -> dict[str, Section]:
-    """Read ``params.yaml`` into its sections."""
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+# --------------------------------------------------------------------------- the declarations
+
+DISTANCES = ("l1", "l2")
+LOSSES = ("hinge", "softmax")
+REGULARIZERS = ("l2", "l1", "elasticnet")
+
+#: ``LinearClassifier`` keyword hyperparameters (and so ``SGDConfig``'s fields).
+LINEAR = {
+    "loss": Param("str", choices=LOSSES),
+    "reg": Param("float", low=0),
+    "reg_type": Param("str", choices=REGULARIZERS),
+    "l1_ratio": Param("float", low=0, high=1),
+    "delta": Param("float", low=0, low_open=True),
+    "learning_rate": Param("float", low=0, low_open=True),
+    "batch_size": Param("int", low=1),
+    "epochs": Param("int", low=1),
+    "momentum": Param("float", low=0, high=1, high_open=True),
+    "nesterov": Param("bool"),
+    "lr_decay": Param("float", low=0, high=1, low_open=True),
+    "patience": Param("int", low=1, nullable=True),
+    "train_eval_size": Param("int", low=1, nullable=True),
+    "random_state": Param("int", low=0),
+}
+
+#: ``KNearestNeighbor`` keyword hyperparameters.
+KNN = {
+    "k": Param("int", low=1),
+    "distance": Param("str", choices=DISTANCES),
+    "memory_budget_bytes": Param("int", low=1),
+    "progress": Param("bool"),
+}
+
+_SEED = Param("int", low=0)
+
+#: ``params.yaml``: section -> key -> declaration.
+SECTIONS: dict[str, dict[str, Param]] = {
+    "data": {
+        "url": Param("str"),
+        "md5": Param("str", pattern="[0-9a-fA-F]{32}"),
+    },
+    "split": {
+        # A count (int >= 1) or a fraction in (0, 1); which one is checked against the data.
+        "val_size": Param("number", low=0, low_open=True),
+        "seed": _SEED,
+    },
+    "knn": {
+        "k_choices": Param("list", item=KNN["k"]),
+        "distances": Param("list", item=KNN["distance"]),
+        "folds": Param("int", low=2),
+        "train_size": Param("int", low=2, nullable=True),
+        "seed": _SEED,
+    },
+    "svm": {
+        **{
+            key: LINEAR[key]
+            for key in (
+                "loss", "delta", "reg_type", "l1_ratio", "epochs", "lr_decay", "momentum",
+                "nesterov", "patience", "train_eval_size",
+            )
+        },  # fmt: skip
+        "seed": LINEAR["random_state"],
+    },
+    "svm_tune": {
+        "method": Param("str", choices=("random", "grid")),
+        "n_trials": Param("int", low=1),
+        "learning_rate_range": Param("list", item=LINEAR["learning_rate"], length=2),
+        "reg_range": Param("list", item=Param("float", low=0, low_open=True), length=2),
+        "seed": _SEED,
+        "learning_rates": Param("list", item=LINEAR["learning_rate"]),
+        "regs": Param("list", item=LINEAR["reg"]),
+        "batch_sizes": Param("list", item=LINEAR["batch_size"]),
+    },
+    # Settings that cannot change a result: read by the stages and recorded on their MLflow
+    # runs, but not DVC params, so changing them reruns nothing.
+    "resources": {
+        "memory_budget_mb": Param("int", low=16),
+        "n_jobs": Param("int", low=1),
+    },
+    "tracking": {
+        "experiment": Param("str"),
+    },
+}
+
+#: The sections no stage declares in ``dvc.yaml`` (see ``SECTIONS``).
+RUNTIME_SECTIONS = ("resources", "tracking")
+
+
+def _rules_linear(values: Mapping[str, Any]) -> str | None:
+    if values.get("nesterov") and not values.get("momentum"):
+        return "nesterov needs momentum > 0"
+    return None
+
+
+def _rules_tune(values: Mapping[str, Any]) -> str | None:
+    for key in ("learning_rate_range", "reg_range"):
+        low, high = values[key]
+        if not low < high:
+            return f"{key} must be [low, high] with low < high, got {values[key]!r}"
+    return None
+
+
+# Constraints between values of one section, checked once every value is valid on its own.
+_RULES: dict[str, Callable[[Mapping[str, Any]], str | None]] = {
+    "svm": _rules_linear,
+    "svm_tune": _rules_tune,
+}
+
+
+# --------------------------------------------------------------------------- checking
+
+
+def check_values(
+    declaration: Mapping[str, Param], values: Mapping[str, Any], where: str = ""
+) -> dict[str, Any]:
+    """Check keyword ``values`` against ``declaration`` (unknown names are errors).
+
+    where : prefix of the names in messages (``"params.yaml: svm."``; empty for keyword
+        arguments). Returns the converted values; a missing name is not an error here.
+    """
+    _reject_unknown(declaration, values, where)
+    return {key: declaration[key].check(f"{where}{key}", value) for key, value in values.items()}
+
+
+def check_linear(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``LinearClassifier`` keyword hyperparameters, the cross-checks included."""
+    checked = check_values(LINEAR, values)
+    problem = _rules_linear(checked)
+    if problem:
+        raise ConfigError(f"{problem}, got momentum={checked.get('momentum')!r}")
+    return checked
+
+
+def _reject_unknown(declaration: Mapping[str, Any], values: Mapping[str, Any], where: str) -> None:
+    for key in values:
+        if key not in declaration:
+            name = key if isinstance(key, str) and len(key) <= 80 else _short(key)
+            raise ConfigError(f"{where}{name}: unknown {_closest(key, declaration, where)}")
+
+
+def _closest(key: Any, known: Mapping[str, Any], where: str) -> str:
+    """"name; did you mean X?" with the closest known name, in this section or else in any."""
+    kind = "section" if where == "params.yaml: " else "key" if where else "parameter"
+    text = f"{kind} (known: {', '.join(known)})"
+    if not isinstance(key, str):
+        return text
+    match = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    if not match and kind == "key":
+        elsewhere = [f"{s}.{k}" for s, keys in SECTIONS.items() for k in keys]
+        match = difflib.get_close_matches(key, elsewhere, n=1, cutoff=0.6) or [
+            name for name in elsewhere if name.split(".")[1] == key
+        ][:1]
+    return f"{kind}; did you mean {match[0]}?" if match else text
+
+
+def check_params(document: Any, source: str = PARAMS_FILE) -> dict[str, dict[str, Any]]:
+    """Check a whole ``params.yaml`` document: every section and key known, present and valid.
+
+    Returns section -> key -> converted value.
+    """
+    if not isinstance(document, Mapping):
+        raise ConfigError(f"{source} must be a mapping of sections, got {_short(document)}")
+    _reject_unknown(SECTIONS, document, f"{source}: ")
+    params: dict[str, dict[str, Any]] = {}
+    for section, declaration in SECTIONS.items():
+        values = document.get(section)
+        if not isinstance(values, Mapping):
+            raise ConfigError(
+                f"{source}: section {section!r} must be a mapping, got {_short(values)}"
+            )
+        missing = [key for key in declaration if key not in values]
+        if missing:
+            raise ConfigError(f"{source}: missing {section}.{missing[0]}")
+        params[section] = check_values(declaration, values, f"{source}: {section}.")
+        rule = _RULES.get(section)
+        problem = rule(params[section]) if rule else None
+        if problem:
+            raise ConfigError(f"{source}: {section}: {problem}")
+    return params
+
+
+def load_params(path: str | os.PathLike[str] = PARAMS_FILE) -> dict[str, dict[str, Any]]:
+    """Read and check ``params.yaml``: section -> key -> value (see :func:`check_params`)."""
+    from ruamel.yaml import YAML, YAMLError
+
     path = Path(path)
     try:
-        document = yaml.safe_load(path.read_text())
+        document = YAML(typ="safe", pure=True).load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path} not found: run from the project root") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(document, dict):
-        raise ConfigError(f"{path} must be a mapping of sections")
-    return {name: Section(values, name) for name, values in document.items()}
+    except YAMLError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{path} is not valid YAML: {first}") from None
+    return check_params(document, str(path.name if path.name == PARAMS_FILE else path))
 
 
-def linear_hyperparameters(svm: Section) -> dict[str, Any]:
-    """The ``svm`` section as ``LinearClassifier`` keyword arguments, less the searched ones
-    (learning rate, reg and batch size come from ``svm_tune``)."""
-    nesterov = svm._raw("nesterov")
-    if not isinstance(nesterov, bool):
-        raise svm._fail("nesterov", "true or false")
-    return {
-        "loss": svm.str("loss", choices=("hinge", "softmax")),
-        "delta": svm.float("delta", minimum=0.0),
-        "reg_type": svm.str("reg_type", choices=("l2", "l1", "elasticnet")),
-        "l1_ratio": svm.float("l1_ratio", minimum=0.0, maximum=1.0),
-        "epochs": svm.int("epochs", minimum=1),
-        "momentum": svm.float("momentum", minimum=0.0, maximum=1.0),
-        "nesterov": nesterov,
-        "lr_decay": svm.float("lr_decay", minimum=0.0, maximum=1.0),
-        "patience": svm.optional_int("patience", minimum=1),
-        "train_eval_size": svm.optional_int("train_eval_size", minimum=1),
-        "random_state": svm.int("seed", minimum=0),
-    }
-
-
-def linear_search_settings(tune: Section) -> tuple[str, dict[str, Any], int]:
-    """The ``svm_tune`` section: (method, its settings, n_jobs).
-
-    grid reads learning_rates, regs, batch_sizes; random reads n_trials, learning_rate_range,
-    reg_range, batch_sizes, seed. Keys the method does not use are not read.
-    """
-    method = tune.str("method", choices=("grid", "random"))
-    settings: dict[str, Any] = {"batch_sizes": tune.list("batch_sizes", "int")}
-    if method == "grid":
-        settings["learning_rates"] = tune.list("learning_rates", "float")
-        settings["regs"] = tune.list("regs", "float")
-    else:
-        settings["n_trials"] = tune.int("n_trials", minimum=1)
-        settings["seed"] = tune.int("seed", minimum=0)
-        for key in ("learning_rate_range", "reg_range"):
-            bounds = tune.list(key, "float")
-            if len(bounds) != 2 or not 0 < bounds[0] < bounds[1]:
-                raise tune._fail(key, "[low, high] with 0 < low < high")
-            settings[key] = bounds
-    return method, settings, tune.int("n_jobs", minimum=1)
+def linear_hyperparameters(svm: Mapping[str, Any]) -> dict[str, Any]:
+    """The checked ``svm`` section as ``LinearClassifier`` keyword arguments (its ``seed`` is
+    the estimator's ``random_state``), less the searched ones: learning rate, reg and batch
+    size come from ``svm_tune``."""
+    return {("random_state" if key == "seed" else key): value for key, value in svm.items()}

@@ -1,10 +1,10 @@
 """The MLflow pyfunc loader of a cifarlab linear model (``loader_module`` of the logged model).
 
-``mlflow.pyfunc.load_model`` calls :func:`_load_pyfunc` with the model's data file (the
-``.npz`` written by ``cifarlab.pipeline.save_linear_model``: weights, bias, training mean image
-and hyperparameters). The returned object predicts class labels from raw images, preprocessing
-included. This module does not import mlflow; the model's ``code/`` folder carries the cifarlab
-package, so it loads where cifarlab is not installed.
+``mlflow.pyfunc.load_model`` calls :func:`_load_pyfunc` with the model's data file: the ``.npz``
+of :func:`cifarlab.linear.classifier.save_linear_model` (weights, bias, training mean image,
+classes and hyperparameters). The returned object predicts class labels from raw images,
+preprocessing included. This module does not import mlflow; the model's ``code/`` folder carries
+the cifarlab package, so it loads where cifarlab is not installed.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from cifarlab.errors import ConfigError
-from cifarlab.linear import LinearClassifier
+from cifarlab.linear.classifier import LinearClassifier, load_linear_model
 
 
 class ServedLinearClassifier:
@@ -38,6 +38,4 @@ class ServedLinearClassifier:
 
 
 def _load_pyfunc(data_path: str) -> ServedLinearClassifier:
-    from cifarlab.pipeline import load_linear_model
-
     return ServedLinearClassifier(load_linear_model(data_path))

@@ -1,15 +1,6 @@
-"""The data layer: fetch the CIFAR-10 archive, parse it in memory, split it stratified."""
+"""The data layer: fetch the CIFAR-10 archive (``download``), parse it in memory (``archive``),
+split it stratified (``split``) and store the splits (``prepared``).
 
-from cifarlab.data.archive import Cifar10Archive, read_cifar10_archive
-from cifarlab.data.download import download, md5_of_file
-from cifarlab.data.split import class_counts, stratified_folds, stratified_split
-
-__all__ = [
-    "Cifar10Archive",
-    "class_counts",
-    "download",
-    "md5_of_file",
-    "read_cifar10_archive",
-    "stratified_folds",
-    "stratified_split",
-]
+Import the modules themselves: this file imports nothing, so that a stage depends only on the
+modules it uses (``dvc.yaml`` lists them).
+"""

@@ -4,12 +4,40 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from cifarlab.checks import check_labels, check_rng
+from cifarlab.data.prepared import Split
 from cifarlab.errors import ConfigError
 
-__all__ = ["stratified_split", "stratified_folds", "class_counts"]
+__all__ = ["class_counts", "make_splits", "stratified_folds", "stratified_split"]
+
+
+def make_splits(
+    archive: Any, val_size: int | float, seed: int
+) -> tuple[dict[str, Split], pd.DataFrame]:
+    """Stratified train / val split of the five training batches; the official test batch as test.
+
+    archive : a ``cifarlab.data.archive.Cifar10Archive``.
+    Returns the three splits (``train``, ``val``, ``test``) and a class-count table: one row per
+    class name, one column per split.
+    """
+    X_all, y_all = archive.train
+    train_idx, val_idx = stratified_split(y_all, val_size, np.random.default_rng(seed))
+    splits = {
+        "train": Split(X_all[train_idx], y_all[train_idx]),
+        "val": Split(X_all[val_idx], y_all[val_idx]),
+        "test": Split(*archive.test),
+    }
+    n_classes = len(archive.class_names)
+    counts = pd.DataFrame(
+        {name: class_counts(split.y, n_classes) for name, split in splits.items()},
+        index=pd.Index(archive.class_names, name="class"),
+    )
+    return splits, counts
 
 
 def stratified_split(
@@ -25,8 +53,8 @@ def stratified_split(
 
     Raises ConfigError when ``val_size`` has a bad type or value or leaves train or val empty.
     """
-    y = _check_labels(y)
-    _check_rng(rng)
+    y = check_labels("y", y)
+    check_rng(rng)
     n = y.size
     n_val = _val_count(val_size, n)
 
@@ -59,8 +87,8 @@ def stratified_folds(y: np.ndarray, n_folds: int, rng: np.random.Generator) -> n
 
     Raises ConfigError when ``n_folds`` is not an int with 2 ≤ n_folds ≤ n.
     """
-    y = _check_labels(y)
-    _check_rng(rng)
+    y = check_labels("y", y)
+    check_rng(rng)
     if isinstance(n_folds, bool) or not isinstance(n_folds, numbers.Integral):
         raise ConfigError(f"n_folds must be an int, got {n_folds!r}")
     n_folds = int(n_folds)
@@ -80,11 +108,7 @@ def class_counts(y: np.ndarray, n_classes: int) -> np.ndarray:
     """Number of samples of each label 0 … n_classes-1 in ``y`` (n,): int64 (n_classes,)."""
     if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) or n_classes < 1:
         raise ConfigError(f"n_classes must be a positive int, got {n_classes!r}")
-    y = _check_labels(y, allow_empty=True)
-    if y.size and (y.min() < 0 or y.max() >= n_classes):
-        raise ConfigError(
-            f"labels must lie in 0-{n_classes - 1}, found values {int(y.min())}-{int(y.max())}"
-        )
+    y = check_labels("y", y, n_classes=n_classes, allow_empty=True)
     return np.bincount(y.astype(np.int64), minlength=n_classes).astype(np.int64)
 
 
@@ -112,23 +136,3 @@ def _val_count(val_size: object, n: int) -> int:
             )
         return count
     raise ConfigError(f"val_size must be an int count or a float fraction, got {val_size!r}")
-
-
-def _check_labels(y: np.ndarray, *, allow_empty: bool = False) -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ConfigError(f"labels must be a 1-D array, got shape {y.shape}")
-    if y.size == 0 and allow_empty:
-        return y.astype(np.int64)
-    if y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.integer):
-        raise ConfigError(f"labels must be integers, got dtype {y.dtype}")
-    if y.size == 0:
-        raise ConfigError("labels are empty")
-    return y
-
-
-def _check_rng(rng: object) -> None:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(
-            f"rng must be a numpy Generator (np.random.default_rng(seed)), got {type(rng).__name__}"
-        )

@@ -1,9 +1,11 @@
-"""Hyperparameter search for :class:`~cifarlab.linear.LinearClassifier`: grid or random trials.
+"""Hyperparameter search for the linear classifier (stage ``svm_tune``): grid or random trials.
 
 A trial is a dict of ``LinearClassifier`` keyword arguments. :func:`grid_trials` and
 :func:`random_trials` build the list (pure: values and an explicit ``numpy.random.Generator``
-in, dicts out); :func:`run_trials` fits every trial on the training split, scores it on the
-validation split and reports each result as it completes.
+in, dicts out; the values are those of ``params.yaml``, checked when it was read);
+:func:`run_trials` checks every trial, then fits each on the training split, scores it on the
+validation split and reports each result as it completes; :func:`linear_search` tabulates them
+and picks the best.
 
 Trials run in ``n_jobs`` worker processes, each limited to one BLAS thread: ``n_jobs``
 single-threaded trials keep as many cores busy without oversubscribing them. Each trial is
@@ -20,39 +22,24 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cifarlab.errors import ConfigError, TrainingDiverged
-from cifarlab.linear import LinearClassifier, check_hyperparameters
+from cifarlab.linear.classifier import LinearClassifier, sgd_config
+from cifarlab.linear.sgd import SGDConfig, single_blas_thread
+from cifarlab.params import SECTIONS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from cifarlab.data.prepared import Split
 
 SEARCHED = ("learning_rate", "reg", "batch_size")
 
 
 # --------------------------------------------------------------------------- trial lists
-
-
-def _positive_floats(name: str, values: Sequence[Any]) -> list[float]:
-    if not isinstance(values, Sequence) or isinstance(values, str) or not values:
-        raise ConfigError(f"{name} must be a non-empty list, got {values!r}")
-    out = []
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{name} must hold numbers, got {value!r}")
-        if not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"{name} must hold finite numbers > 0, got {value!r}")
-        out.append(float(value))
-    return out
-
-
-def _batch_sizes(values: Sequence[Any]) -> list[int]:
-    if not isinstance(values, Sequence) or isinstance(values, str) or not values:
-        raise ConfigError(f"batch_sizes must be a non-empty list, got {values!r}")
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"batch_sizes must hold integers >= 1, got {value!r}")
-    return [int(v) for v in values]
 
 
 def grid_trials(
@@ -65,29 +52,18 @@ def grid_trials(
     """Every learning rate x reg x batch size (that nesting order), each over ``base``.
 
     Returns a list of ``len(learning_rates) * len(regs) * len(batch_sizes)`` dicts of
-    ``LinearClassifier`` keyword arguments; every one is validated here.
+    ``LinearClassifier`` keyword arguments.
     """
-    lrs = _positive_floats("learning_rates", learning_rates)
-    regs_ = _positive_floats("regs", regs)
-    sizes = _batch_sizes(batch_sizes)
-    trials = [
+    return [
         {**base, "learning_rate": lr, "reg": reg, "batch_size": size}
-        for lr in lrs
-        for reg in regs_
-        for size in sizes
+        for lr in learning_rates
+        for reg in regs
+        for size in batch_sizes
     ]
-    for trial in trials:
-        check_hyperparameters(trial)
-    return trials
 
 
-def _log_uniform(
-    name: str, bounds: Sequence[float], n: int, rng: np.random.Generator
-) -> np.ndarray:
-    values = _positive_floats(name, bounds)
-    if len(values) != 2 or values[0] > values[1]:
-        raise ConfigError(f"{name} must be [low, high] with 0 < low <= high, got {bounds!r}")
-    low, high = np.log(values)
+def _log_uniform(bounds: Sequence[float], n: int, rng: np.random.Generator) -> np.ndarray:
+    low, high = np.log(np.asarray(bounds, dtype=np.float64))
     return np.exp(rng.uniform(low, high, size=n))
 
 
@@ -114,26 +90,45 @@ def random_trials(
 
     Returns a list of ``n_trials`` dicts of ``LinearClassifier`` keyword arguments.
     """
-    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
-        raise ConfigError(f"n_trials must be an integer >= 1, got {n_trials!r}")
-    if not isinstance(rng, np.random.Generator):
-        raise ConfigError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    sizes = _batch_sizes(batch_sizes)
-    lrs = _log_uniform("learning_rate_range", learning_rate_range, n_trials, rng)
-    regs = _log_uniform("reg_range", reg_range, n_trials, rng)
-    picks = rng.integers(0, len(sizes), size=n_trials)
-    trials = [
+    lrs = _log_uniform(learning_rate_range, n_trials, rng)
+    regs = _log_uniform(reg_range, n_trials, rng)
+    picks = rng.integers(0, len(batch_sizes), size=n_trials)
+    return [
         {
             **base,
             "learning_rate": _three_digits(lr),
             "reg": _three_digits(reg),
-            "batch_size": sizes[pick],
+            "batch_size": batch_sizes[pick],
         }
         for lr, reg, pick in zip(lrs, regs, picks, strict=True)
     ]
-    for trial in trials:
-        check_hyperparameters(trial)
-    return trials
+
+
+def linear_search_trials(
+    base: Mapping[str, Any], method: str, settings: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """The candidates of ``svm_tune``: ``LinearClassifier`` keyword arguments over ``base``.
+
+    method : "grid" (settings: learning_rates, regs, batch_sizes) or "random" (settings:
+    n_trials, learning_rate_range, reg_range, batch_sizes, seed; see :func:`random_trials`).
+    """
+    if method == "grid":
+        return grid_trials(
+            base,
+            learning_rates=settings["learning_rates"],
+            regs=settings["regs"],
+            batch_sizes=settings["batch_sizes"],
+        )
+    if method == "random":
+        return random_trials(
+            base,
+            n_trials=settings["n_trials"],
+            learning_rate_range=settings["learning_rate_range"],
+            reg_range=settings["reg_range"],
+            batch_sizes=settings["batch_sizes"],
+            rng=np.random.default_rng(settings["seed"]),
+        )
+    raise ConfigError(f"svm_tune.method must be 'grid' or 'random', got {method!r}")
 
 
 # --------------------------------------------------------------------------- running trials
@@ -187,15 +182,11 @@ class TrialResult:
         return float(self.train_accuracy_history[self.best_epoch])
 
 
+# A trial as the workers get it: index, keyword arguments, and their checked config and seed.
+_Trial = tuple[int, dict[str, Any], SGDConfig, int]
+
 # Set in each worker process by _init_worker: (X, y, X_val, y_val).
 _WORKER_DATA: tuple[np.ndarray, ...] | None = None
-
-
-def single_blas_thread() -> Any:
-    """Limit BLAS to one thread (a context manager; or, called bare, for the whole process)."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _init_worker(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray) -> None:
@@ -204,13 +195,11 @@ def _init_worker(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndar
     single_blas_thread()  # for the life of this worker process
 
 
-def _fit_trial(
-    index: int, hyperparameters: dict[str, Any], data: tuple[np.ndarray, ...]
-) -> TrialResult:
-    X, y, X_val, y_val = data
+def _fit_trial(trial: _Trial, data: tuple[np.ndarray, ...]) -> TrialResult:
+    index, hyperparameters, config, random_state = trial
     start = time.perf_counter()
     try:
-        model = LinearClassifier(**hyperparameters).fit(X, y, X_val, y_val)
+        model = LinearClassifier(**hyperparameters)._fit(config, random_state, *data)
     except TrainingDiverged as exc:
         empty = np.empty(0)
         return TrialResult(
@@ -227,9 +216,9 @@ def _fit_trial(
     )
 
 
-def _worker_trial(index: int, hyperparameters: dict[str, Any]) -> TrialResult:
+def _worker_trial(trial: _Trial) -> TrialResult:
     assert _WORKER_DATA is not None, "worker not initialised"
-    return _fit_trial(index, hyperparameters, _WORKER_DATA)
+    return _fit_trial(trial, _WORKER_DATA)
 
 
 def _kill_workers(executor: ProcessPoolExecutor) -> None:
@@ -237,6 +226,17 @@ def _kill_workers(executor: ProcessPoolExecutor) -> None:
     for process in list((getattr(executor, "_processes", None) or {}).values()):
         if process.is_alive():
             process.terminate()
+
+
+def _checked_trials(trials: Sequence[Mapping[str, Any]]) -> list[_Trial]:
+    checked = []
+    for index, trial in enumerate(trials):
+        try:
+            config, random_state = sgd_config(trial)
+        except ConfigError as exc:
+            raise ConfigError(f"trial {index}: {exc}") from None
+        checked.append((index, dict(trial), config, random_state))
+    return checked
 
 
 def run_trials(
@@ -254,6 +254,7 @@ def run_trials(
     Parameters
     ----------
     trials : sequence of dicts of ``LinearClassifier`` keyword arguments
+        All checked before any training starts.
     X : ndarray of shape (n_samples, n_features); y : ndarray of shape (n_samples,)
     X_val : ndarray of shape (n_val, n_features); y_val : ndarray of shape (n_val,)
     n_jobs : int >= 1
@@ -273,15 +274,12 @@ def run_trials(
         As soon as one trial diverges (after ``on_trial`` has seen it): the other trials are
         stopped, nothing is returned.
     """
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
-        raise ConfigError(f"n_jobs must be an integer >= 1, got {n_jobs!r}")
+    n_jobs = SECTIONS["resources"]["n_jobs"].check("n_jobs", n_jobs)
     if not trials:
         raise ConfigError("trials must hold at least one candidate")
-    trials = [dict(t) for t in trials]
-    for trial in trials:
-        check_hyperparameters(trial)
+    checked = _checked_trials(trials)
 
-    results: list[TrialResult | None] = [None] * len(trials)
+    results: list[TrialResult | None] = [None] * len(checked)
 
     def completed(result: TrialResult) -> None:
         results[result.index] = result
@@ -290,12 +288,12 @@ def run_trials(
         if result.error is not None:
             raise TrainingDiverged(f"{result.name}: {result.error}")
 
-    n_workers = min(n_jobs, len(trials))
+    n_workers = min(n_jobs, len(checked))
     if n_workers == 1:
         data = (X, y, X_val, y_val)
         with single_blas_thread():
-            for index, trial in enumerate(trials):
-                completed(_fit_trial(index, trial, data))
+            for trial in checked:
+                completed(_fit_trial(trial, data))
         return results  # type: ignore[return-value]
 
     # spawn, not fork: the parent may hold MLflow's threads and a multi-threaded BLAS.
@@ -306,9 +304,7 @@ def run_trials(
         initargs=(X, y, X_val, y_val),
     )
     try:
-        pending: set[Future] = {
-            executor.submit(_worker_trial, index, trial) for index, trial in enumerate(trials)
-        }
+        pending: set[Future] = {executor.submit(_worker_trial, trial) for trial in checked}
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in sorted(done, key=lambda f: f.result().index):
@@ -319,3 +315,39 @@ def run_trials(
         raise
     executor.shutdown(wait=True)
     return results  # type: ignore[return-value]
+
+
+def linear_search(
+    train: Split,
+    val: Split,
+    trials: Sequence[Mapping[str, Any]],
+    *,
+    n_jobs: int,
+    on_trial: Callable[[TrialResult], None] | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Fit every trial on train, score it on val (``n_jobs`` processes, one BLAS thread each).
+
+    trials : dicts of ``LinearClassifier`` keyword arguments (see :func:`linear_search_trials`).
+    on_trial(result) is called with each :class:`TrialResult` as it completes (for tracking); a
+    diverged trial raises ``TrainingDiverged`` after it has been reported.
+    Returns one row per trial (in trial order) and the best one: the highest val accuracy,
+    ties to the earlier trial.
+    """
+    # Imported here, not above: the spawned trial workers import this module and need no pandas.
+    import pandas as pd
+
+    results = run_trials(trials, train.X, train.y, val.X, val.y, n_jobs=n_jobs, on_trial=on_trial)
+    rows = [
+        {
+            "trial": r.index,
+            **{key: r.hyperparameters[key] for key in SEARCHED},
+            "train_accuracy": r.train_accuracy,
+            "val_accuracy": r.val_accuracy,
+            "best_epoch": r.best_epoch,
+            "epochs_run": len(r.val_accuracy_history),
+            "final_loss": float(r.loss_history[-1]),
+        }
+        for r in results
+    ]
+    best = rows[int(np.argmax([row["val_accuracy"] for row in rows]))]
+    return pd.DataFrame(rows), dict(best)

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cifarlab.plots import save_figure, search_figure, templates_figure, training_figure
+from cifarlab.linear.plots import search_figure, templates_figure, training_figure
+from cifarlab.plots import save_figure
 
 NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

@@ -1,4 +1,4 @@
-"""Tests of cifarlab.search (trial lists, parallel trials) and of the svm_tune params."""
+"""Tests of cifarlab.linear.search: trial lists, trials run in parallel, the svm_tune table."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 from conftest import learnable_images
 
-from cifarlab import search
+from cifarlab.data.prepared import Split
 from cifarlab.errors import ConfigError, TrainingDiverged
-from cifarlab.linear import LinearClassifier
-from cifarlab.params import Section, linear_hyperparameters, linear_search_settings
-from cifarlab.pipeline import Split, linear_search, linear_search_trials, train_linear
+from cifarlab.linear import search
+from cifarlab.linear.classifier import LinearClassifier, train_linear
+from cifarlab.linear.search import linear_search, linear_search_trials
+from cifarlab.linear.sgd import single_blas_thread
+from cifarlab.params import SECTIONS, check_values, linear_hyperparameters
 
 BASE = dict(loss="hinge", epochs=3, lr_decay=0.9, random_state=0)
 
@@ -63,40 +65,21 @@ def test_random_trials_are_seeded_log_uniform_and_rounded():
     assert set(sizes) == {50, 100, 200} and all(type(s) is int for s in sizes)
 
 
-@pytest.mark.parametrize(
-    ("call", "message"),
-    [
-        (lambda: search.grid_trials(BASE, learning_rates=[], regs=[1.0], batch_sizes=[8]),
-         r"learning_rates must be a non-empty list"),
-        (lambda: search.grid_trials(BASE, learning_rates=[-1e-3], regs=[1.0], batch_sizes=[8]),
-         r"learning_rates must hold finite numbers > 0, got -0\.001"),
-        (lambda: search.grid_trials(BASE, learning_rates=[1e-3], regs=[0.0], batch_sizes=[8]),
-         r"regs must hold finite numbers > 0"),
-        (lambda: search.grid_trials(BASE, learning_rates=[1e-3], regs=[1.0], batch_sizes=[0]),
-         r"batch_sizes must hold integers >= 1, got 0"),
-        (lambda: search.grid_trials(BASE, learning_rates=[1e-3], regs=[1.0], batch_sizes=[True]),
-         r"batch_sizes must hold integers >= 1, got True"),
-        (lambda: search.grid_trials({"loss": "svm"}, learning_rates=[1e-3], regs=[1.0],
-                                    batch_sizes=[8]), r"loss must be one of"),
-        (lambda: search.random_trials(BASE, n_trials=0, learning_rate_range=[1e-7, 1e-5],
-                                      reg_range=[1, 10], batch_sizes=[8],
-                                      rng=np.random.default_rng(0)), r"n_trials .* got 0"),
-        (lambda: search.random_trials(BASE, n_trials=2, learning_rate_range=[1e-5, 1e-7],
-                                      reg_range=[1, 10], batch_sizes=[8],
-                                      rng=np.random.default_rng(0)),
-         r"learning_rate_range must be \[low, high\]"),
-        (lambda: search.random_trials(BASE, n_trials=2, learning_rate_range=[1e-7, 1e-5],
-                                      reg_range=[1, 10, 100], batch_sizes=[8],
-                                      rng=np.random.default_rng(0)), r"reg_range must be"),
-        (lambda: search.random_trials(BASE, n_trials=2, learning_rate_range=[1e-7, 1e-5],
-                                      reg_range=[1, 10], batch_sizes=[8], rng=0),
-         r"rng must be a numpy.random.Generator"),
-        (lambda: linear_search_trials(BASE, "bayes", {}), r"method must be 'grid' or 'random'"),
-    ],
-)  # fmt: skip
-def test_bad_search_settings_raise_config_error(call, message):
-    with pytest.raises(ConfigError, match=message):
-        call()
+def test_random_trials_draw_the_recorded_trials():
+    # The draw order (all learning rates, all regs, then the batch sizes) is part of the result.
+    trials = search.random_trials(
+        {"loss": "hinge"}, n_trials=5, learning_rate_range=[1e-7, 1e-3], reg_range=[1.0, 1e4],
+        batch_sizes=[50, 100, 200], rng=np.random.default_rng(3),
+    )  # fmt: skip
+    assert [(t["learning_rate"], t["reg"], t["batch_size"]) for t in trials] == [
+        (2.2e-07, 54.0, 100), (8.86e-07, 82.5, 100), (0.00016, 4.35, 200),
+        (2.13e-05, 868.0, 100), (2.38e-07, 2.85, 100),
+    ]  # fmt: skip
+
+
+def test_an_unknown_search_method_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"method must be 'grid' or 'random', got 'bayes'"):
+        linear_search_trials(BASE, "bayes", {})
 
 
 # --------------------------------------------------------------------------- running trials
@@ -159,15 +142,22 @@ def test_bad_trials_or_workers_fail_before_any_training():
         search.run_trials(TRIALS, TRAIN.X, TRAIN.y, VAL.X, VAL.y, n_jobs=0)
     with pytest.raises(ConfigError, match="at least one"):
         search.run_trials([], TRAIN.X, TRAIN.y, VAL.X, VAL.y, n_jobs=1)
-    with pytest.raises(ConfigError, match="learning_rate"):
-        search.run_trials(
-            [dict(TRIALS[0], learning_rate=0.0)], TRAIN.X, TRAIN.y, VAL.X, VAL.y, n_jobs=2
-        )
+    # Every trial is checked before the first one trains: trial 0 is fine, trial 2 is not.
+    bad = [*TRIALS[:2], dict(TRIALS[2], learning_rate=0.0)]
+    seen = []
+    for n_jobs in (1, 2):
+        with pytest.raises(ConfigError, match=r"^trial 2: learning_rate must be .*> 0, got 0\.0"):
+            search.run_trials(
+                bad, TRAIN.X, TRAIN.y, VAL.X, VAL.y, n_jobs=n_jobs, on_trial=seen.append
+            )
+    with pytest.raises(ConfigError, match=r"^trial 0: unknown parameter 'lr'"):
+        search.run_trials([{"lr": 1e-3}], TRAIN.X, TRAIN.y, VAL.X, VAL.y, n_jobs=1)
+    assert seen == []
 
 
 def test_single_blas_thread_limits_blas():
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    with search.single_blas_thread():
+    with single_blas_thread():
         infos = threadpoolctl.threadpool_info()
         assert all(i["num_threads"] == 1 for i in infos if i["user_api"] == "blas")
 
@@ -202,39 +192,20 @@ SVM = {
 TUNE = {
     "method": "random", "n_trials": 5, "learning_rate_range": [1e-7, 1e-5],
     "reg_range": [10.0, 1000.0], "seed": 0, "learning_rates": [1e-6], "regs": [1e2],
-    "batch_sizes": [100, 200], "n_jobs": 2,
+    "batch_sizes": [100, 200],
 }  # fmt: skip
 
 
-def test_svm_and_svm_tune_sections_become_search_settings():
-    hyper = linear_hyperparameters(Section(SVM, "svm"))
+def test_svm_and_svm_tune_sections_become_trials():
+    hyper = linear_hyperparameters(check_values(SECTIONS["svm"], SVM, "svm."))
     assert hyper["loss"] == "softmax" and hyper["nesterov"] is True
     assert hyper["patience"] is None and hyper["random_state"] == 0
     LinearClassifier(**hyper)  # every key is a LinearClassifier argument
-    method, settings, n_jobs = linear_search_settings(Section(TUNE, "svm_tune"))
-    assert (method, n_jobs) == ("random", 2)
-    trials = linear_search_trials(hyper, method, settings)
+    tune = check_values(SECTIONS["svm_tune"], TUNE, "svm_tune.")
+    trials = linear_search_trials(hyper, tune["method"], tune)
     assert len(trials) == 5 and all(t["loss"] == "softmax" for t in trials)
-    grid = linear_search_settings(Section(dict(TUNE, method="grid"), "svm_tune"))
-    assert len(linear_search_trials(hyper, *grid[:2])) == 2
-
-
-@pytest.mark.parametrize(
-    ("section", "values", "message"),
-    [
-        ("svm", {"nesterov": "yes"}, r"svm.nesterov must be true or false"),
-        ("svm", {"patience": 0}, r"svm.patience must be an integer >= 1"),
-        ("svm", {"loss": "svm"}, r"svm.loss must be one of"),
-        ("svm_tune", {"method": "bayes"}, r"svm_tune.method must be one of"),
-        ("svm_tune", {"n_jobs": 0}, r"svm_tune.n_jobs must be an integer >= 1"),
-        ("svm_tune", {"learning_rate_range": [1e-5, 1e-7]}, r"\[low, high\] with 0 < low < high"),
-        ("svm_tune", {"reg_range": [10.0]}, r"svm_tune.reg_range must be \[low, high\]"),
-        ("svm_tune", {"batch_sizes": [100, 0.5]}, r"svm_tune.batch_sizes.1 must be an integer"),
-    ],
-)
-def test_bad_params_name_their_key(section, values, message):
-    with pytest.raises(ConfigError, match=message):
-        if section == "svm":
-            linear_hyperparameters(Section({**SVM, **values}, "svm"))
-        else:
-            linear_search_settings(Section({**TUNE, **values}, "svm_tune"))
+    assert trials == linear_search_trials(hyper, "random", tune)  # seeded by svm_tune.seed
+    grid = linear_search_trials(hyper, "grid", tune)
+    assert [(t["learning_rate"], t["reg"], t["batch_size"]) for t in grid] == [
+        (1e-6, 100.0, 100), (1e-6, 100.0, 200),
+    ]  # fmt: skip

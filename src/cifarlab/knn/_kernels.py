@@ -1,7 +1,7 @@
-"""Numba kernels behind :mod:`cifarlab.knn`: exact integer distances and top-k selection.
+"""Numba kernels behind :mod:`cifarlab.knn.neighbors`: exact integer distances, top-k selection.
 
-Everything here works on the raw ``uint8`` pixels and returns exact ``int64`` results; the
-public module chooses the path, chunks the work and validates the input.
+Everything here works on the raw ``uint8`` pixels and returns exact ``int64`` results;
+``neighbors`` chooses the path, chunks the work and validates the input.
 
 Three ways to the k nearest references of a block of queries:
 
@@ -33,7 +33,11 @@ Three ways to the k nearest references of a block of queries:
 
 Top-k state is a max-heap per query row on the key (distance, reference index), so the
 selection is exact and ties go to the smaller reference index whatever order blocks arrive
-in; the public module sorts it at the end.
+in; ``neighbors`` sorts it at the end.
+
+The kernels share this one file, longer than the others, on purpose: numba's on-disk cache
+(``cache=True``) is invalidated by the timestamp of the function's own file only, so a kernel
+calling a changed function of another file would go on loading its stale machine code.
 """
 
 from __future__ import annotations

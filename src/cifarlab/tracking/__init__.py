@@ -1,0 +1,45 @@
+"""MLflow tracking for the pipeline stages: the only package of cifarlab that imports mlflow.
+
+One MLflow run per stage execution (``stage_run``), tagged with the stage, the git commit, the
+data md5 and the DVC stage fingerprint; one child run per candidate of cross-validation and
+tuning; the final linear model logged as an MLflow pyfunc model (``Run.log_linear_model``).
+
+The MLflow work runs in a tracking worker, a child process (``python -m
+cifarlab.tracking.worker``) that the stage starts when it opens its run, so it costs the stage's
+computation nothing: the worker imports MLflow, creates the run and stores what the stage sends
+it over a socket, while the stage only pickles small messages. Leaving ``with stage_run(...)``
+waits until the worker has stored everything and ended the run. A failure in the worker is a
+``TrackingError`` in the stage at its next tracking call or at the end of the block, and the run
+ends FAILED; if the stage process dies, the worker ends its runs KILLED.
+
+    store.py         where the store is, opening it, run lookups (stage, worker and CLI)
+    connectivity.py  the quick check that the store answers
+    messages.py      the message kinds between stage and worker
+    stage.py         the stage's side: stage_run, Run
+    worker.py        the worker's side: carries out the messages
+    models.py        the linear model as a pyfunc model
+"""
+
+from cifarlab.tracking.connectivity import check_tracking_uri
+from cifarlab.tracking.stage import Run, flatten, stage_run
+from cifarlab.tracking.store import (
+    ARTIFACTS_DIR,
+    DB_NAME,
+    project_root,
+    run_description,
+    runs_tagged,
+    tracking_uri,
+)
+
+__all__ = [
+    "ARTIFACTS_DIR",
+    "DB_NAME",
+    "Run",
+    "check_tracking_uri",
+    "flatten",
+    "project_root",
+    "run_description",
+    "runs_tagged",
+    "stage_run",
+    "tracking_uri",
+]

@@ -1,0 +1,47 @@
+"""The kinds of message between a stage and its tracking worker, named once.
+
+A message is a tuple ``(kind, *args)``, pickled over the socket; ``args`` are plain data (ints,
+strings, dicts, lists, a small array). Requests, stage → worker, with their args:
+
+    OPEN      handle, stage, params, experiment, data_md5, exp_name, will_log_model
+    CHILD     handle, parent handle, run_name
+    PARAMS    handle, {name: str}
+    TAGS      handle, {name: str}
+    METRICS   handle, {name: float}, step, timestamp_ms
+    POINTS    handle, [(key, values, steps), ...], timestamp_ms
+    TRIAL     handle, record (dict), timestamp_ms
+    MODEL     handle, model_file, input_example, artifact_path
+    ARTIFACT  handle, path, artifact_path
+    END       handle, status, error
+    RUN_ID    handle                      (answered by RUN_IDS)
+    CLOSE                                 (answered by RUN_IDS, then the worker exits)
+
+Replies, worker → stage, as ``(kind, payload)``:
+
+    RUN_IDS   {handle: run_id} of every run created so far
+    ERROR     the worker's failure, as a message; it ignores later requests
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Kind(enum.Enum):
+    """What a message asks or answers; its value names it in the worker's error messages."""
+
+    OPEN = "open"
+    CHILD = "child"
+    PARAMS = "params"
+    TAGS = "tags"
+    METRICS = "metrics"
+    POINTS = "points"
+    TRIAL = "trial"
+    MODEL = "model"
+    ARTIFACT = "artifact"
+    END = "end"
+    RUN_ID = "run_id"
+    CLOSE = "close"
+
+    RUN_IDS = "run_ids"
+    ERROR = "error"

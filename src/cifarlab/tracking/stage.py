@@ -1,0 +1,316 @@
+"""The stage's side of tracking: ``stage_run`` and the ``Run`` it yields, which send messages to
+the stage's tracking worker process and return at once."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from cifarlab.errors import ConfigError, TrackingError
+from cifarlab.tracking.connectivity import check_tracking_uri
+from cifarlab.tracking.messages import Kind
+from cifarlab.tracking.store import tracking_uri
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"svm": {"reg": 1}}`` → ``{"svm.reg": "1"}``: MLflow params are flat strings."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, prefix=f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+class Run:
+    """A live MLflow run (a stage's run or one of its children), as the stage sees it.
+
+    Every method sends one message to the tracking worker and returns at once; ``run_id`` waits
+    for the worker to have created the run.
+    """
+
+    def __init__(self, worker: _Worker, handle: int) -> None:
+        self._worker = worker
+        self._handle = handle
+
+    @property
+    def run_id(self) -> str:
+        return self._worker.run_id(self._handle)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self._worker.send(Kind.PARAMS, self._handle, flatten(params))
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self._worker.send(Kind.TAGS, self._handle, {k: str(v) for k, v in tags.items()})
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        values = {k: float(v) for k, v in metrics.items()}
+        self._worker.send(Kind.METRICS, self._handle, values, step, _now_ms())
+
+    def log_series(
+        self, key: str, values: Sequence[float], steps: Sequence[int] | None = None
+    ) -> None:
+        """Log a whole metric series (e.g. the accuracy of every fold), each value at its step
+        (default: its index)."""
+        steps = range(len(values)) if steps is None else list(steps)
+        self._worker.send(Kind.POINTS, self._handle, [(key, values, steps)], _now_ms())
+
+    def log_curves(self, curves: Mapping[str, Sequence[float]]) -> None:
+        """Several series at once, each value at its index as step."""
+        series = [(key, values, range(len(values))) for key, values in curves.items()]
+        self._worker.send(Kind.POINTS, self._handle, series, _now_ms())
+
+    @contextlib.contextmanager
+    def epoch_logger(self) -> Iterator[Any]:
+        """Yield an ``on_epoch_end(epoch, step_losses, train_acc, val_acc)`` callback (the one of
+        ``LinearClassifier.fit``) that logs, as training runs, the ``loss`` of every SGD step
+        and the ``train_accuracy`` / ``val_accuracy`` of every epoch: one message per epoch, so
+        the curves grow live in the UI and a run that fails keeps its finished epochs."""
+        next_step = 0
+
+        def on_epoch_end(epoch: int, step_losses: Any, train_acc: float, val_acc: Any) -> None:
+            nonlocal next_step
+            n_steps = len(step_losses)
+            series = [
+                ("loss", step_losses, range(next_step, next_step + n_steps)),
+                ("train_accuracy", [train_acc], [epoch]),
+            ]
+            if val_acc is not None:
+                series.append(("val_accuracy", [val_acc], [epoch]))
+            next_step += n_steps
+            self._worker.send(Kind.POINTS, self._handle, series, _now_ms())
+
+        yield on_epoch_end
+
+    def log_trial(self, trial: Any) -> None:
+        """One search trial (a ``cifarlab.linear.search.TrialResult``) as a child run: its
+        hyperparameters, loss per step, train / val accuracy per epoch and final figures. A
+        diverged trial's run ends FAILED with the message as its ``cifarlab.error`` tag."""
+        record = {
+            "name": trial.name,
+            "params": flatten({"trial": trial.index, **trial.hyperparameters}),
+            "error": trial.error,
+        }
+        if trial.error is None:
+            record["curves"] = {
+                "loss": trial.loss_history,
+                "train_accuracy": trial.train_accuracy_history,
+                "val_accuracy": trial.val_accuracy_history,
+            }
+            record["metrics"] = {
+                "best_val_accuracy": trial.val_accuracy,
+                "best_train_accuracy": trial.train_accuracy,
+                "best_epoch": float(trial.best_epoch),
+                "fit_seconds": float(trial.seconds),
+            }
+        self._worker.send(Kind.TRIAL, self._handle, record, _now_ms())
+
+    def log_linear_model(
+        self,
+        model_file: str | os.PathLike[str],
+        input_example: Any,
+        artifact_path: str = "model",
+    ) -> None:
+        """Log a linear model as an MLflow pyfunc model under ``artifact_path``.
+
+        model_file : the ``.npz`` of ``cifarlab.linear.classifier.save_linear_model``; it must
+            stay unchanged until the run ends (the worker reads it).
+        input_example : uint8 array of shape (n, n_features), a few raw images.
+
+        The model loads with ``mlflow.pyfunc.load_model(f"runs:/{run_id}/{artifact_path}")``
+        (or serves with ``mlflow models predict``): uint8 images of shape (-1, n_features) in,
+        int64 class labels out, the training mean subtracted inside. Its ``code/`` folder holds
+        the cifarlab package (loader: ``cifarlab.serving``), so cifarlab need not be installed.
+        """
+        import numpy as np
+
+        example = np.asarray(input_example)
+        if example.ndim != 2 or example.dtype != np.uint8:
+            raise ConfigError(
+                "input_example must be a uint8 array of shape (n, n_features), "
+                f"got {example.dtype} {example.shape}"
+            )
+        file = str(_existing(model_file))
+        self._worker.send(Kind.MODEL, self._handle, file, example, artifact_path)
+
+    def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+        """Store the file at ``path`` with the run; it must stay unchanged until the run ends."""
+        self._worker.send(Kind.ARTIFACT, self._handle, str(_existing(path)), artifact_path)
+
+    @contextlib.contextmanager
+    def child(self, run_name: str, params: Mapping[str, Any] | None = None) -> Iterator[Run]:
+        """A nested run (one candidate of a search), shown under this run in the UI."""
+        child = self._worker.new_run(Kind.CHILD, self._handle, run_name)
+        with _ending(child):
+            if params:
+                child.log_params(params)
+            yield child
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _existing(path: str | os.PathLike[str]) -> Path:
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: write the file before logging it")
+    return path
+
+
+class _Worker:
+    """The stage's end of the connection to its tracking worker process."""
+
+    def __init__(self, uri: str) -> None:
+        import socket
+        import sys
+        from multiprocessing.connection import Connection
+
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ)
+        # The worker runs this very copy of cifarlab, installed or not.
+        package_parent = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
+        command = [sys.executable, "-m", "cifarlab.tracking.worker", str(theirs.fileno()), uri]
+        with theirs:
+            try:
+                self._process = subprocess.Popen(
+                    command, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env
+                )
+            except OSError as exc:
+                ours.close()
+                raise TrackingError(f"cannot start the MLflow tracking worker: {exc}") from None
+        self._connection = Connection(ours.detach())
+        self._handles = 0
+        self._run_ids: dict[int, str] = {}
+        self.error: str | None = None
+
+    def send(self, kind: Kind, *args: Any) -> None:
+        """Send one message; raise TrackingError if the worker has failed."""
+        self._take_replies(wait=False)
+        if self.error is not None:
+            raise TrackingError(self.error)
+        try:
+            self._connection.send((kind, *args))
+        except OSError:
+            raise TrackingError(self._exit_message()) from None
+
+    def new_run(self, kind: Kind, *args: Any) -> Run:
+        """Ask for a new run (``Kind.OPEN`` or ``Kind.CHILD``) under the next handle."""
+        self._handles += 1
+        self.send(kind, self._handles, *args)
+        return Run(self, self._handles)
+
+    def run_id(self, handle: int) -> str:
+        if handle not in self._run_ids:
+            self.send(Kind.RUN_ID, handle)
+            while handle not in self._run_ids and self._take_replies(wait=True):
+                pass
+        run_id = self._run_ids.get(handle)
+        if run_id is None:
+            raise TrackingError(self.error or "the MLflow run was never created")
+        return run_id
+
+    def close(self) -> None:
+        """Wait until the worker has stored everything and exited (the stage has ended its
+        runs); keep the worker's error, if any, in ``error``."""
+        try:
+            with contextlib.suppress(OSError):  # a worker already gone: its exit code tells
+                self._connection.send((Kind.CLOSE,))
+            while self._take_replies(wait=True):
+                pass
+        except KeyboardInterrupt:
+            # Interrupted again while the worker finishes: stop it rather than wait.
+            self._process.kill()
+            raise
+        finally:
+            self._process.wait()
+            self._connection.close()
+        if self._process.returncode != 0 and self.error is None:
+            self.error = self._exit_message()
+
+    def _take_replies(self, wait: bool) -> bool:
+        """Read the worker's replies (run ids, its error); False once it has closed."""
+        try:
+            while wait or self._connection.poll():
+                wait = False
+                kind, payload = self._connection.recv()
+                if kind is Kind.RUN_IDS:
+                    self._run_ids.update(payload)
+                elif kind is Kind.ERROR:
+                    self.error = payload
+        except (EOFError, OSError):
+            if self.error is None and self._process.wait() != 0:
+                self.error = self._exit_message()
+            return False
+        return True
+
+    def _exit_message(self) -> str:
+        code = self._process.wait()
+        return f"the MLflow tracking worker exited with code {code} (its error is above)"
+
+
+@contextlib.contextmanager
+def _ending(run: Run) -> Iterator[None]:
+    """End ``run`` FINISHED, or FAILED / KILLED (with the error as a tag) if the block raises."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        with contextlib.suppress(TrackingError):  # the interrupt matters more
+            run._worker.send(Kind.END, run._handle, "KILLED", None)
+        raise
+    except BaseException as exc:
+        with contextlib.suppress(TrackingError):
+            run._worker.send(Kind.END, run._handle, "FAILED", f"{type(exc).__name__}: {exc}")
+        raise
+    run._worker.send(Kind.END, run._handle, "FINISHED", None)
+
+
+@contextlib.contextmanager
+def stage_run(
+    stage: str,
+    params: Mapping[str, Any],
+    *,
+    experiment: str,
+    data_md5: str | None = None,
+    will_log_model: bool = False,
+) -> Iterator[Run]:
+    """Open the MLflow run of one stage execution; end it FINISHED, FAILED or KILLED.
+
+    params : the stage's sections of params.yaml, logged flattened (``knn.k_choices`` …).
+    will_log_model : the stage will call ``log_linear_model``: the worker then does MLflow's
+        one-off preparation of model saving while the stage computes.
+
+    The store is checked first (an unreachable or refusing one is a TrackingError within
+    seconds); the run itself is created and logged by the tracking worker (package docstring).
+    """
+    if not experiment:
+        raise ConfigError("tracking.experiment must be a non-empty string")
+    uri = tracking_uri()
+    check_tracking_uri(uri)
+    worker = _Worker(uri)
+    try:
+        run = worker.new_run(
+            Kind.OPEN,
+            stage,
+            flatten(params),
+            experiment,
+            data_md5,
+            os.environ.get("DVC_EXP_NAME"),
+            will_log_model,
+        )
+        with _ending(run):
+            yield run
+    except BaseException:
+        worker.close()  # the block's error is the one to raise
+        raise
+    worker.close()
+    if worker.error is not None:
+        raise TrackingError(worker.error)

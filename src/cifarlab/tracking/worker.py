@@ -1,0 +1,214 @@
+"""The tracking worker: ``python -m cifarlab.tracking.worker FD URI``, started by ``stage_run``.
+
+It reads the stage's messages (``cifarlab.tracking.messages``) from the socket ``FD`` and carries
+them out against the MLflow store at ``URI``, in order, until the stage closes its tracking.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from cifarlab.lineage import workspace_fingerprint
+from cifarlab.tracking import store
+from cifarlab.tracking.messages import Kind
+from cifarlab.tracking.models import log_linear_model, prepare_model_logging
+
+# MLflow's own limit on metrics per log_batch call.
+_BATCH = 1000
+# Longest error message kept as the `cifarlab.error` tag of a failed run.
+_ERROR_TAG_CHARS = 4000
+
+
+class _Recorder:
+    """Carries out the stage's messages against an MLflow client (in the tracking worker)."""
+
+    def __init__(self, uri: str) -> None:
+        self._client = store.open_store(uri, check=False)
+        self.run_ids: dict[int, str] = {}
+        self._experiment_ids: dict[int, str] = {}
+        self._inherited_tags: dict[int, dict[str, str]] = {}
+        self.open_runs: list[int] = []
+        self._own_handles = itertools.count(-1, -1)  # for trials: the stage's handles are > 0
+
+    def open(
+        self,
+        handle: int,
+        stage: str,
+        params: dict[str, str],
+        experiment: str,
+        data_md5: str | None,
+        exp_name: str | None,
+        will_log_model: bool,
+    ) -> None:
+        tags = {
+            "cifarlab.stage": stage,
+            "mlflow.source.git.commit": store.git_commit(Path.cwd()),
+            "mlflow.source.name": f"stages/{stage}.py",
+        }
+        if Path("dvc.yaml").is_file():
+            tags["dvc.stage_hash"] = workspace_fingerprint(stage)
+        if data_md5:
+            tags["cifarlab.data_md5"] = data_md5
+        if exp_name:
+            tags["dvc.exp_name"] = exp_name
+        self._create(handle, store.experiment_id(self._client, experiment), stage, tags)
+        self.params(handle, params)
+        if will_log_model:
+            prepare_model_logging()
+
+    def child(self, handle: int, parent: int, run_name: str) -> None:
+        if parent not in self._inherited_tags:
+            parent_tags = self._client.get_run(self.run_ids[parent]).data.tags
+            self._inherited_tags[parent] = {
+                k: v for k, v in parent_tags.items() if k.startswith("cifarlab.")
+            }
+        tags = {"mlflow.parentRunId": self.run_ids[parent], **self._inherited_tags[parent]}
+        self._create(handle, self._experiment_ids[parent], run_name, tags)
+
+    def _create(self, handle: int, experiment_id: str, name: str, tags: dict[str, str]) -> None:
+        run = self._client.create_run(experiment_id, run_name=name, tags=tags)
+        self.run_ids[handle] = run.info.run_id
+        self._experiment_ids[handle] = experiment_id
+        self.open_runs.append(handle)
+
+    def params(self, handle: int, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in params.items()]
+        for start in range(0, len(items), 100):  # MLflow takes at most 100 params a batch
+            self._client.log_batch(self.run_ids[handle], params=items[start : start + 100])
+
+    def tags(self, handle: int, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self._client.log_batch(self.run_ids[handle], tags=[RunTag(k, v) for k, v in tags.items()])
+
+    def metrics(self, handle: int, metrics: dict[str, float], step: int, timestamp: int) -> None:
+        self.points(handle, [(k, [v], [step]) for k, v in metrics.items()], timestamp)
+
+    def points(
+        self,
+        handle: int,
+        series: Sequence[tuple[str, Sequence[float], Sequence[int]]],
+        timestamp: int,
+    ) -> None:
+        """Metric series, sent with ``log_batch`` in batches of 1,000, never a call per point."""
+        from mlflow.entities import Metric
+
+        metrics = [
+            Metric(key, float(v), timestamp, int(s))
+            for key, values, steps in series
+            for s, v in zip(steps, values, strict=True)
+        ]
+        for start in range(0, len(metrics), _BATCH):
+            self._client.log_batch(self.run_ids[handle], metrics=metrics[start : start + _BATCH])
+
+    def trial(self, handle: int, record: dict[str, Any], timestamp: int) -> None:
+        child = next(self._own_handles)
+        self.child(child, handle, record["name"])
+        self.params(child, record["params"])
+        if record["error"] is None:
+            curves = record["curves"].items()
+            self.points(child, [(k, v, range(len(v))) for k, v in curves], timestamp)
+            self.metrics(child, record["metrics"], 0, timestamp)
+        self.end(child, "FINISHED" if record["error"] is None else "FAILED", record["error"])
+
+    def model(self, handle: int, model_file: str, example: Any, artifact_path: str) -> None:
+        log_linear_model(
+            self._client, self.run_ids[handle], Path(model_file), example, artifact_path
+        )
+
+    def artifact(self, handle: int, path: str, artifact_path: str | None) -> None:
+        self._client.log_artifact(self.run_ids[handle], path, artifact_path)
+
+    def end(self, handle: int, status: str, error: str | None) -> None:
+        run_id = self.run_ids[handle]
+        if error is not None:
+            with contextlib.suppress(Exception):  # the status matters more than the tag
+                self._client.set_tag(run_id, "cifarlab.error", error[:_ERROR_TAG_CHARS])
+        self._client.set_terminated(run_id, status)
+        self.open_runs.remove(handle)
+
+    def end_open_runs(self, status: str, error: str) -> None:
+        """Best effort, newest first: the worker is stopping on a failure."""
+        for handle in reversed(list(self.open_runs)):
+            with contextlib.suppress(Exception):
+                self.end(handle, status, error)
+
+
+def _handlers(recorder: _Recorder) -> dict[Kind, Callable[..., None]]:
+    """The recorder's method for each request kind but RUN_ID and CLOSE (``_serve`` answers
+    those itself)."""
+    return {
+        Kind.OPEN: recorder.open,
+        Kind.CHILD: recorder.child,
+        Kind.PARAMS: recorder.params,
+        Kind.TAGS: recorder.tags,
+        Kind.METRICS: recorder.metrics,
+        Kind.POINTS: recorder.points,
+        Kind.TRIAL: recorder.trial,
+        Kind.MODEL: recorder.model,
+        Kind.ARTIFACT: recorder.artifact,
+        Kind.END: recorder.end,
+    }
+
+
+def _serve(fd: int, uri: str) -> None:
+    """The tracking worker's loop: carry out messages until told to close or the stage is gone."""
+    import signal
+    from multiprocessing.connection import Connection
+
+    # A Ctrl-C or SIGTERM meant for the stage reaches its whole process group: the stage ends
+    # the runs KILLED through this worker, which must live on to do it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    connection = Connection(fd)
+    recorder: _Recorder | None = None
+    handlers: dict[Kind, Callable[..., None]] = {}
+    failed = False
+    while True:
+        try:
+            kind, *args = connection.recv()
+        except EOFError:  # the stage process died without closing
+            if recorder is not None:
+                recorder.end_open_runs("KILLED", "the stage process exited without ending its run")
+            return
+        if kind in (Kind.CLOSE, Kind.RUN_ID):
+            run_ids = recorder.run_ids if recorder is not None else {}
+            if kind is Kind.CLOSE and recorder is not None and recorder.open_runs:
+                recorder.end_open_runs("FAILED", "the stage closed its tracking before its run")
+            connection.send((Kind.RUN_IDS, dict(run_ids)))
+            if kind is Kind.CLOSE:
+                return
+            continue
+        if failed:
+            continue  # the stage hears of the failure and ends its block
+        try:
+            if recorder is None:
+                # Inside the try: a store that cannot be opened fails like any request.
+                recorder = _Recorder(uri)
+                handlers = _handlers(recorder)
+            handlers[kind](*args)
+        except Exception as exc:
+            failed = True
+            message = f"MLflow tracking failed ({kind.value}): {type(exc).__name__}: {exc}"
+            if recorder is not None:
+                recorder.end_open_runs("FAILED", message)
+            connection.send((Kind.ERROR, message))
+
+
+if __name__ == "__main__":
+    import os
+    import sys
+
+    _serve(int(sys.argv[1]), sys.argv[2])
+    # Everything is stored (each MLflow call above returned after storing): skip the
+    # interpreter's shutdown, whose MLflow and SQLAlchemy exit handlers take ~0.7 s that the
+    # stage would wait for.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
