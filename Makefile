@@ -12,7 +12,8 @@ DATA_MD5 ?=
 # A relative path becomes absolute, so it also resolves inside `dvc exp` workspaces.
 data_url = $(if $(findstring ://,$(DATA_URL)),$(DATA_URL),$(abspath $(DATA_URL)))
 
-.PHONY: venv repro test test-quick ui lint bench clean-venv server server-stop server-status
+.PHONY: venv repro test test-quick ui lint bench clean-venv server server-stop server-status \
+        server-add-user
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +55,13 @@ server-stop:
 
 server-status:
 	scripts/tracking-server.sh status
+
+# A teammate's account on the server started with CIFARLAB_SERVER_AUTH=1, added as its admin:
+# make server-add-user NAME=bob (asks the admin's and bob's passwords, or reads them from
+# MLFLOW_AUTH_ADMIN_PASSWORD and CIFARLAB_NEW_USER_PASSWORD; never on a command line).
+server-add-user:
+	@test -n "$(NAME)" || { echo "make server-add-user: set NAME=<the teammate's user name>" >&2; exit 2; }
+	scripts/tracking-server.sh add-user '$(NAME)'
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m pip install --quiet -c requirements.lock -e '.[dev,bench]'

@@ -1,5 +1,6 @@
 """Stage download: fetch the CIFAR-10 binary archive from ``data.url`` and verify its md5."""
 
+from cifarlab import io
 from cifarlab.cli import run_stage
 from cifarlab.data.download import download
 from cifarlab.params import load_params
@@ -18,7 +19,8 @@ def main() -> None:
         data_md5=data["md5"],
     ) as run:
         path = download(data["url"], ARCHIVE, data["md5"], progress=True)
-        run.log_metrics({"archive_bytes": path.stat().st_size})
+        # Still staged: the archive is renamed into place once the stage has succeeded.
+        run.log_metrics({"archive_bytes": io.current_path(path).stat().st_size})
         print(f"download: {data['url']} -> {path} (md5 {data['md5']} verified)")
 
 

@@ -13,7 +13,7 @@ CHOICE, RESULT = "reports/knn_choice.json", "reports/knn_test.json"
 def main() -> None:
     params = load_params()
     resources = params["resources"]
-    choice = io.read_json(CHOICE)
+    choice = io.read_json(CHOICE, keys=("distance", "k"))
     meta = io.read_json("data/prepared/meta.json")
     with stage_run(
         "knn_evaluate",

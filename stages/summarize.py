@@ -15,7 +15,9 @@ METRICS = "reports/metrics.json"
 
 def main() -> None:
     params = load_params()
-    knn, svm, svm_train = io.read_json(KNN), io.read_json(SVM), io.read_json(SVM_TRAIN)
+    knn = io.read_json(KNN, keys=("test_accuracy", "distance", "k"))
+    svm = io.read_json(SVM, keys=("test_accuracy",))
+    svm_train = io.read_json(SVM_TRAIN, keys=("val_accuracy", "learning_rate", "reg"))
     meta = io.read_json("data/prepared/meta.json")
     with stage_run(
         "summarize", {}, experiment=params["tracking"]["experiment"], data_md5=meta["archive_md5"]

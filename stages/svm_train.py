@@ -19,8 +19,9 @@ TEMPLATES = "reports/plots/svm_templates.png"
 def main() -> None:
     params = load_params()
     svm = params["svm"]
-    choice = io.read_json("reports/svm_choice.json")
-    searched = {key: choice[key] for key in ("learning_rate", "reg", "batch_size")}
+    searched_keys = ("learning_rate", "reg", "batch_size")
+    choice = io.read_json("reports/svm_choice.json", keys=searched_keys)
+    searched = {key: choice[key] for key in searched_keys}
     hyper = {**linear_hyperparameters(svm), **searched}
     meta = io.read_json("data/prepared/meta.json")
     with stage_run(

@@ -6,6 +6,7 @@ cifarlab, so it describes the format independently of the code under test.
     md5 = build_archive(tmp_path / "cifar.tar.gz")                      # a valid archive
     build_archive(p, extra_members=[symlink_member(in_folder("x"), "/etc/passwd")])
     build_archive(p, batches={"test_batch.bin": b"\\x00" * 100})          # override raw bytes
+    write_raw_tar_gz(p, long_name_header(400_000_000), raw_member(in_folder("x")))  # hostile tar
     with serve_directory(tmp_path) as base_url: ...                     # http://127.0.0.1:PORT/
 """
 
@@ -23,6 +24,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
@@ -191,6 +193,135 @@ def fifo_member(name: str) -> tuple[tarfile.TarInfo, None]:
 MemberSpec = tuple[tarfile.TarInfo, "io.BufferedIOBase | io.BytesIO | None"] | tarfile.TarInfo
 
 
+# --- raw tar streams with hostile metadata: GNU long names, pax headers, sparse maps ---------
+# tarfile refuses to write most of these, so they are laid out block by block. Payloads are
+# yielded in pieces so that a header announcing 400 MB costs the test little memory.
+
+_BLOCK = 512
+_PIECE = 1 << 20
+
+
+def header_block(
+    name: str, type_: bytes, size: int = 0, patch: Mapping[int, bytes] | None = None
+) -> bytes:
+    """One raw 512-byte tar header of type ``type_`` announcing ``size`` bytes (any size).
+
+    patch : byte offset → bytes written over the block before its checksum is computed, e.g.
+        ``{482: b"\\x01"}``, the "extension blocks follow" flag of a GNU sparse header.
+    """
+    info = _info(name, type_)
+    info.size = size
+    block = bytearray(info.tobuf(format=tarfile.GNU_FORMAT))
+    for offset, data in (patch or {}).items():
+        block[offset : offset + len(data)] = data
+    block[148:156] = b" " * 8
+    block[148:155] = b"%06o\0" % sum(block)
+    return bytes(block)
+
+
+def _repeat(byte: bytes, count: int) -> Iterator[bytes]:
+    piece = byte * _PIECE
+    for _ in range(count // _PIECE):
+        yield piece
+    yield byte * (count % _PIECE)
+
+
+def _padding(size: int) -> bytes:
+    return bytes(-size % _BLOCK)
+
+
+def raw_member(name: str, data: bytes = b"") -> bytes:
+    """A regular file ``name`` holding ``data``, as raw tar blocks."""
+    info, _ = file_member(name, data)
+    return info.tobuf(format=tarfile.GNU_FORMAT) + data + _padding(len(data))
+
+
+def long_name_header(name: str | int, type_: bytes = tarfile.GNUTYPE_LONGNAME) -> Iterator[bytes]:
+    """A GNU long-name (``L``) or long-link (``K``) header for the next member: its name (or link
+    target) ``name``, or (an int) that many letters a without the usual closing NUL."""
+    if isinstance(name, str):
+        payload = name.encode() + b"\0"
+        yield header_block("././@LongLink", type_, len(payload)) + payload
+        yield _padding(len(payload))
+        return
+    yield header_block("././@LongLink", type_, name)
+    yield from _repeat(b"a", name)
+    yield _padding(name)
+
+
+def pax_record(key: str, value: str) -> bytes:
+    """One pax record, ``"<length> key=value\\n"``, its length field counting itself."""
+    body = f" {key}={value}\n".encode()
+    length = len(body) + len(str(len(body)))
+    length += len(str(length)) - len(str(len(body)))
+    return str(length).encode() + body
+
+
+def pax_header(
+    size: int | None = None,
+    type_: bytes = tarfile.XHDTYPE,
+    records: Mapping[str, str] | None = None,
+) -> Iterator[bytes]:
+    """A pax extended (``x``) or global (``g``) header.
+
+    Either ``records`` (key → value, written as given) or one ``path`` record of exactly
+    ``size`` bytes whose value is letters a.
+    """
+    if records is not None:
+        body = b"".join(pax_record(k, v) for k, v in records.items())
+        yield header_block("././@PaxHeader", type_, len(body)) + body + _padding(len(body))
+        return
+    if size is None:
+        raise ValueError("give size or records")
+    start = f"{size} path=".encode()
+    if size < len(start) + 2:
+        raise ValueError(f"a pax header of {size} bytes cannot hold a path record")
+    yield header_block("././@PaxHeader", type_, size)
+    yield start
+    yield from _repeat(b"a", size - len(start) - 1)
+    yield b"\n" + _padding(size)
+
+
+def gnu_sparse_header(name: str, extension_blocks: int) -> Iterator[bytes]:
+    """An old-GNU sparse (``S``) member of size 0 followed by ``extension_blocks`` blocks of 21
+    (offset, length) pairs each, every block but the last flagging that another follows."""
+    flag = {482: b"\x01"} if extension_blocks else None
+    yield header_block(name, tarfile.GNUTYPE_SPARSE, 0, patch=flag)
+    pairs = b"%011o\0%011o\0" % (1, 1) * 21
+    more, last = pairs + b"\x01" + bytes(7), pairs + bytes(8)
+    per_piece = _PIECE // _BLOCK
+    for _ in range((extension_blocks - 1) // per_piece):
+        yield more * per_piece
+    if extension_blocks:
+        yield more * ((extension_blocks - 1) % per_piece) + last
+
+
+def write_raw_tar_gz(
+    path: str | os.PathLike[str], *pieces: Iterable[bytes], compresslevel: int = 6
+) -> str:
+    """Write the raw tar blocks of ``pieces`` in order, then the end-of-archive marker, as a
+    reproducible gzip at ``path``; return its md5 (lowercase hex)."""
+    with (
+        open(path, "wb") as raw,
+        gzip.GzipFile(
+            filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=compresslevel
+        ) as gz,
+    ):
+        for part in pieces:
+            for piece in [part] if isinstance(part, bytes) else part:
+                gz.write(piece)
+        gz.write(bytes(2 * _BLOCK))
+    return _md5_of(path)
+
+
+def _md5_of(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_PIECE):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def build_archive(
     path: str | os.PathLike[str],
     batches: Mapping[str, bytes] | None = None,
@@ -259,11 +390,7 @@ def build_archive(
     else:
         with tarfile.open(path, mode, format=tarfile.GNU_FORMAT) as tar:
             write(tar)
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return _md5_of(path)
 
 
 # --- a local HTTP server ---------------------------------------------------------------------
@@ -275,6 +402,9 @@ class _Handler(SimpleHTTPRequestHandler):
     ``/html/<anything>``      200, Content-Type text/html, an HTML sign-in page.
     ``/truncated/<file>``     the file's full Content-Length but only half its body.
     ``/status/<code>/...``    an empty response with that HTTP status.
+    ``/reason/<n>``           status 500 with a reason phrase of n letters r.
+    ``/stall/<n>/<file>``     the file's full Content-Length, its first n bytes, then silence
+                              until the server shuts down (a stalled transfer).
     """
 
     def do_GET(self) -> None:  # http.server's naming
@@ -283,6 +413,13 @@ class _Handler(SimpleHTTPRequestHandler):
             self._send_bytes(HTML_PAGE, "text/html; charset=utf-8")
         elif path.startswith("/truncated/"):
             self._send_truncated(path.removeprefix("/truncated/"))
+        elif path.startswith("/stall/"):
+            _, _, count, relative = path.split("/", 3)
+            self._send_stalled(relative, int(count))
+        elif path.startswith("/reason/"):
+            self.send_response(HTTPStatus.INTERNAL_SERVER_ERROR, "r" * int(path.split("/")[2]))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif path.startswith("/status/"):
             code = int(path.split("/")[2])
             self.send_response(code)
@@ -312,12 +449,35 @@ class _Handler(SimpleHTTPRequestHandler):
             shutil.copyfileobj(io.BytesIO(fh.read(size // 2)), self.wfile)
         # HTTP/1.0: the connection closes after this handler, short of the announced length.
 
+    def _send_stalled(self, relative: str, count: int) -> None:
+        target = os.path.join(self.directory, relative)
+        if not os.path.isfile(target):
+            self.send_error(HTTPStatus.NOT_FOUND)
+            return
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(os.path.getsize(target)))
+        self.end_headers()
+        with open(target, "rb") as fh:
+            self.wfile.write(fh.read(count))
+        self.wfile.flush()
+        self.server.stopping.wait(30)  # type: ignore[attr-defined]  # a _QuietServer
+
     def log_message(self, format: str, *args: object) -> None:
         pass  # keep test output clean
 
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Set on shutdown, so that a stalling handler lets go of its connection.
+        self.stopping = threading.Event()
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        super().shutdown()
 
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # a client hanging up mid-response is expected in the failure tests
@@ -328,7 +488,9 @@ def serve_directory(root: str | os.PathLike[str]) -> Iterator[str]:
     """Serve ``root`` on 127.0.0.1 (a free port) in a daemon thread; yield ``http://127.0.0.1:PORT/``.
 
     Also answers ``/html/...`` with an HTML page, ``/truncated/<file>`` with half the file under
-    the full Content-Length and ``/status/<code>`` with that status. Shut down on exit.
+    the full Content-Length, ``/stall/<n>/<file>`` with n bytes of it and then nothing,
+    ``/status/<code>`` with that status and ``/reason/<n>`` with a 500 whose reason phrase is n
+    characters long. Shut down on exit.
     """
     handler = functools.partial(_Handler, directory=os.fspath(root))
     server = _QuietServer(("127.0.0.1", 0), handler)

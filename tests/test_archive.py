@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import json
+import subprocess
+import sys
 import tarfile
 import tempfile
+import tracemalloc
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +22,19 @@ from archive_builder import (
     dir_member,
     fifo_member,
     file_member,
+    gnu_sparse_header,
     hardlink_member,
+    header_block,
     in_folder,
+    long_name_header,
     make_batches,
     make_records,
+    meta_bytes,
+    pax_header,
+    raw_member,
     records_to_bytes,
     symlink_member,
+    write_raw_tar_gz,
 )
 
 from cifarlab.data import archive as archive_mod
@@ -262,7 +274,7 @@ def test_gzip_of_something_else(path: Path) -> None:
 def test_empty_and_missing_file(path: Path) -> None:
     assert_refused(path, "no such file")
     path.write_bytes(b"")
-    assert_refused(path, "not a gzip")
+    assert_refused(path, str(path), "is empty (0 bytes)", "not a CIFAR-10 archive")
 
 
 def test_oversized_member_refused_before_reading(
@@ -283,3 +295,180 @@ def test_parse_batch_gives_contiguous_copies() -> None:
     np.testing.assert_array_equal(X2, X)
     np.testing.assert_array_equal(y2, y)
     assert X2.flags.c_contiguous and X2.flags.writeable and y2.flags.writeable
+
+
+# --- hostile tar metadata: capped before it is read, names quoted bounded ------------------------
+
+# What a refusal may cost: tarfile reads a GNU long-name or pax header's whole payload, so an
+# uncapped reader holds (several copies of) the announced size.
+PEAK_BYTES = 4 * 1024 * 1024
+# Beside the archive's path, which the message starts with.
+MESSAGE_CHARS = 400
+BIG = 20_000_000
+A_MEMBER = raw_member(in_folder("data_batch_1.bin"), b"\x00" * 3073)
+
+
+def refused_with_peak(path: Path, *words: str) -> tuple[str, int]:
+    """Like ``assert_refused``; also the peak of Python allocations while reading, in bytes."""
+    tracemalloc.start()
+    try:
+        message = assert_refused(path, *words)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(message.replace(str(path), "")) < MESSAGE_CHARS, message[:1000]
+    assert "\n" not in message
+    return message, peak
+
+
+def header_chain(count: int, header: Iterable[bytes]) -> bytes:
+    return b"".join(header) * count
+
+
+@pytest.mark.parametrize(
+    ("header", "words"),
+    [
+        (long_name_header(BIG), ["GNU long-name header", "b'L'"]),
+        (long_name_header(BIG, tarfile.GNUTYPE_LONGLINK), ["GNU long-link header"]),
+        (pax_header(BIG), ["pax extended header", "b'x'"]),
+        (pax_header(BIG, tarfile.XGLTYPE), ["pax global header", "b'g'"]),
+        (pax_header(BIG, tarfile.SOLARIS_XHDTYPE), ["Solaris extended header"]),
+    ],
+    ids=["gnu-long-name", "gnu-long-link", "pax-extended", "pax-global", "solaris-extended"],
+)
+def test_huge_metadata_header_refused_before_reading(
+    path: Path, header: Iterable[bytes], words: list[str]
+) -> None:
+    write_raw_tar_gz(path, header, A_MEMBER)
+    _, peak = refused_with_peak(path, *words, "20,000,000 bytes", "16,384 allowed", "byte 0")
+    assert peak < PEAK_BYTES
+
+
+def test_huge_long_name_issue_case_in_a_subprocess(path: Path) -> None:
+    """The reported archive: 389 KB holding a 400 MB GNU long name took 1.27 GB RSS to refuse."""
+    write_raw_tar_gz(path, long_name_header(400_000_000), A_MEMBER, compresslevel=9)
+    assert path.stat().st_size < 500_000
+    child = (
+        "import json, resource, sys\n"
+        "from cifarlab.data.archive import read_cifar10_archive\n"
+        "from cifarlab.errors import ArchiveError\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        "    read_cifar10_archive(sys.argv[1])\n"
+        "except ArchiveError as exc:\n"
+        "    message = str(exc)\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(json.dumps({'grew_kib': after - before, 'message': message}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["grew_kib"] < 50 * 1024, result["grew_kib"]
+    assert "400,000,000 bytes" in result["message"]
+    assert len(result["message"].replace(str(path), "")) < MESSAGE_CHARS
+
+
+@pytest.mark.parametrize(
+    ("chain", "words"),
+    [
+        (header_chain(9, long_name_header(100)), ["header number 9", "more than the 8 allowed"]),
+        (header_chain(5000, long_name_header(100)), ["header number 9"]),
+        (header_chain(5000, pax_header(100)), ["pax extended header", "header number 9"]),
+        (header_chain(3, pax_header(8000)), ["8,000 bytes (24,000 in all)", "16,384 allowed"]),
+    ],
+    ids=["one-too-many", "deep-long-names", "deep-pax", "many-small-add-up"],
+)
+def test_endless_metadata_chain_refused(path: Path, chain: bytes, words: list[str]) -> None:
+    # Each header recurses into the next inside tarfile: uncapped, 5000 end in a RecursionError.
+    write_raw_tar_gz(path, chain, A_MEMBER)
+    _, peak = refused_with_peak(path, *words)
+    assert peak < PEAK_BYTES
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        # Old GNU sparse: 100,000 extension blocks of (offset, length) pairs, read without end.
+        [gnu_sparse_header(in_folder("data_batch_1.bin"), 100_000)],
+        # pax GNU sparse 1.0: a map announcing 10^9 pairs, read block after block.
+        [
+            pax_header(
+                records={
+                    "GNU.sparse.major": "1",
+                    "GNU.sparse.minor": "0",
+                    "GNU.sparse.name": in_folder("test_batch.bin"),
+                    "GNU.sparse.realsize": "3073",
+                }
+            ),
+            header_block(in_folder("test_batch.bin"), tarfile.REGTYPE, 0),
+            b"999999999\n" + b"1\n" * 251,
+            [b"1\n" * 256 * 2048] * 10,
+        ],
+        [pax_header(records={"GNU.sparse.map": "0,1", "GNU.sparse.size": "1"}), A_MEMBER],
+    ],
+    ids=["old-gnu-extension-blocks", "pax-1.0-map", "pax-0.x-map"],
+)
+def test_sparse_members_refused_before_their_map(path: Path, pieces: list[object]) -> None:
+    write_raw_tar_gz(path, *pieces)  # type: ignore[arg-type]
+    _, peak = refused_with_peak(path, "sparse file", "only regular files")
+    assert peak < PEAK_BYTES
+
+
+def test_malformed_pax_number_is_an_archive_error(path: Path) -> None:
+    # tarfile itself raises ValueError here (int("abc")): one line, no traceback.
+    write_raw_tar_gz(path, pax_header(records={"GNU.sparse.size": "abc"}, type_=b"g"), A_MEMBER)
+    refused_with_peak(path, "not a valid tar.gz", "ValueError")
+
+
+def test_negative_size_refused(path: Path) -> None:
+    header = header_block(in_folder("data_batch_1.bin"), tarfile.REGTYPE, -5)
+    write_raw_tar_gz(path, header)
+    refused_with_peak(path, "negative size")
+
+
+@pytest.mark.parametrize(
+    ("pieces", "words"),
+    [
+        ([pax_header(10_000), A_MEMBER], ["lies outside", "characters)"]),
+        ([long_name_header(in_folder("d/" * 4000 + "x")), A_MEMBER], ["lies outside"]),
+        ([long_name_header("../" + "a" * 9000), A_MEMBER], ["path traversal"]),
+        (
+            [
+                long_name_header("/" + "b" * 8000, tarfile.GNUTYPE_LONGLINK),
+                symlink_member(in_folder("l"), "x")[0].tobuf(format=tarfile.GNU_FORMAT),
+            ],
+            ["symbolic link to '/bbbb", "characters)"],
+        ),
+    ],
+    ids=["pax-path", "deep-folders", "long-traversal", "long-link-target"],
+)
+def test_long_names_are_quoted_bounded(path: Path, pieces: list[object], words: list[str]) -> None:
+    write_raw_tar_gz(path, *pieces)  # type: ignore[arg-type]
+    refused_with_peak(path, *words)
+
+
+def test_meta_with_huge_names_is_quoted_bounded(path: Path) -> None:
+    build_archive(path, meta="\n".join(["x" * 5000] * 11))
+    refused_with_peak(path, "batches.meta.txt", "found 11", "characters)")
+    build_archive(path, meta="\n".join(["y" * 6000] * 10))
+    refused_with_peak(path, "batches.meta.txt", "not distinct", "characters)")
+
+
+def test_pax_and_long_name_metadata_within_the_caps_accepted(path: Path) -> None:
+    """A re-packed archive: a pax global header, per-member pax times and xattrs, a GNU long
+    name for one member (whose own header holds a cut name) all parse as before."""
+    batches = make_batches(3, 2, seed=5)
+    pieces: list[object] = [pax_header(records={"comment": "re-packed"}, type_=b"g")]
+    for name, (X, y) in batches.items():
+        xattrs = {"mtime": "1244000000.5", "SCHILY.xattr.user.origin": "o" * 4000}
+        pieces += [pax_header(records=xattrs), raw_member(in_folder(name), records_to_bytes(X, y))]
+    pieces += [
+        long_name_header(in_folder("batches.meta.txt")),
+        raw_member("././@LongLink-cut", meta_bytes()),
+    ]
+    write_raw_tar_gz(path, *pieces)  # type: ignore[arg-type]
+    archive = read_cifar10_archive(path)
+    assert archive.class_names == CLASS_NAMES
+    np.testing.assert_array_equal(archive.test[1], batches["test_batch.bin"][1])

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from archive_builder import build_archive, serve_directory
 
+from cifarlab.data.archive import read_cifar10_archive
 from cifarlab.data.download import download, md5_of_file
-from cifarlab.errors import ChecksumError, ConfigError, DownloadError
+from cifarlab.errors import ArchiveError, ChecksumError, ConfigError, DownloadError
 
 WRONG_MD5 = "0" * 32
 
@@ -85,6 +86,7 @@ def test_wrong_md5_names_both_and_leaves_nothing(
             download(url, dest, WRONG_MD5, progress=False)
     message = str(info.value)
     assert WRONG_MD5 in message and md5 in message and url in message
+    assert "(params.yaml: data.md5)" in message
     assert "HTML" not in message
     assert list(out_dir.iterdir()) == []
 
@@ -165,9 +167,64 @@ def test_missing_file(tmp_path: Path, out_dir: Path) -> None:
 @pytest.mark.parametrize("md5", ["", "abc", "g" * 32, "0" * 31, "0" * 33, None, 12345, b"0" * 32])
 def test_malformed_md5(source: tuple[Path, str], out_dir: Path, md5: object) -> None:
     path, _ = source
-    with pytest.raises(ConfigError, match="md5"):
+    with pytest.raises(ConfigError, match=r"md5 \(params\.yaml: data\.md5\) must be"):
         download(path, out_dir / "a.tar.gz", md5, progress=False)  # type: ignore[arg-type]
     assert list(out_dir.iterdir()) == []
+
+
+def test_huge_malformed_md5_is_quoted_bounded(source: tuple[Path, str], out_dir: Path) -> None:
+    path, _ = source
+    with pytest.raises(ConfigError) as info:
+        download(path, out_dir / "a.tar.gz", "z" * 1_000_000, progress=False)
+    message = str(info.value)
+    assert "data.md5" in message and "characters)" in message and len(message) < 200
+
+
+@pytest.mark.parametrize("url", ["", "   ", None])
+def test_missing_url_names_data_url(out_dir: Path, url: object) -> None:
+    with pytest.raises(ConfigError, match=r"url \(params\.yaml: data\.url\) must be"):
+        download(url, out_dir / "a.tar.gz", WRONG_MD5, progress=False)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("chunk_size", [1 << 20, 4096, 512])
+def test_stalled_download_counts_the_bytes_that_arrived(
+    source: tuple[Path, str], out_dir: Path, chunk_size: int
+) -> None:
+    """1,000 bytes arrive, then nothing: the message says 1,000, not 0 (lost in a whole-chunk
+    read), and names the stall."""
+    path, md5 = source
+    with serve_directory(path.parent) as base:
+        url = f"{base}stall/1000/{path.name}"
+        with pytest.raises(DownloadError) as info:
+            download(
+                url, out_dir / "a.tar.gz", md5, progress=False, timeout=0.5, chunk_size=chunk_size
+            )
+    message = str(info.value)
+    assert "stalled: no data for 0.5 s after 1,000 bytes" in message and url in message
+    assert list(out_dir.iterdir()) == []
+
+
+def test_long_http_reason_is_quoted_bounded(source: tuple[Path, str], out_dir: Path) -> None:
+    path, md5 = source
+    with serve_directory(path.parent) as base:
+        with pytest.raises(DownloadError) as info:
+            download(base + "reason/60000", out_dir / "a.tar.gz", md5, progress=False)
+    message = str(info.value)
+    assert "HTTP 500 'rrrr" in message and "characters)" in message
+    assert len(message) < 400 and "\n" not in message
+
+
+def test_zero_byte_archive_is_downloaded_then_refused_by_the_reader(
+    tmp_path: Path, out_dir: Path
+) -> None:
+    """md5 is all download checks: an empty file with its own md5 passes it, and the reader
+    (the prepare stage) refuses it with a message saying so, not "not a gzip"."""
+    empty = tmp_path / "empty.tar.gz"
+    empty.write_bytes(b"")
+    dest = download(empty, out_dir / "a.tar.gz", hashlib.md5(b"").hexdigest(), progress=False)
+    assert dest.stat().st_size == 0
+    with pytest.raises(ArchiveError, match=r"is empty \(0 bytes\): not a CIFAR-10 archive"):
+        read_cifar10_archive(dest)
 
 
 def test_unsupported_scheme(out_dir: Path) -> None:

@@ -19,9 +19,10 @@ EVALUATIONS = ["knn_evaluate", "svm_evaluate"]
 
 # Modules a stage runs whose code cannot change its outputs, and so are not its deps (a change
 # to them must not rerun anything): MLflow tracking (logs what the stage computed, writes no
-# output), the entry point (turns errors into one line), the error classes (messages only).
-# Whatever only they import (cifarlab.lineage, cifarlab.serving) is not followed.
-NOT_OUTPUTS = ("cifarlab.tracking", "cifarlab.cli", "cifarlab.errors")
+# output), the entry point (turns errors into one line), the error classes (messages only),
+# process lifetime (stops a stage whose parent died). Whatever only they import
+# (cifarlab.lineage, cifarlab.serving) is not followed.
+NOT_OUTPUTS = ("cifarlab.tracking", "cifarlab.cli", "cifarlab.errors", "cifarlab.process")
 
 
 def _paths(entries):

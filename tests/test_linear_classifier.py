@@ -1,5 +1,6 @@
-"""Tests of cifarlab.linear.classifier: the estimator contract, training on raw images, the
-model file, and the one clear ConfigError of each bad hyperparameter or array."""
+"""Tests of cifarlab.linear.classifier: the estimator contract, training on raw images, any
+class labels, the model file, and the one clear error of each bad hyperparameter or array
+(scikit-learn's own checks and tools: tests/test_sklearn_compat.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import learnable_images
 from linear_reference import assert_config_error, blobs
+from sklearn.exceptions import NotFittedError
 
 from cifarlab.data.prepared import Split
 from cifarlab.errors import ConfigError, DataError, TrainingDiverged
@@ -56,6 +58,7 @@ def test_init_stores_hyperparameters_unmodified_and_get_params_round_trips():
     clf = LinearClassifier(**params)
     assert clf.get_params() == params
     assert list(clf.get_params()) == list(LINEAR)  # the declared hyperparameters, in order
+    assert clf.get_params(deep=False) == params  # nothing nested
     assert type(clf.get_params()["reg"]) is int  # stored as given, not coerced
     assert LinearClassifier(**clf.get_params()).get_params() == params
     assert LinearClassifier().set_params(**params).get_params() == params
@@ -75,11 +78,45 @@ def test_sgd_config_fills_defaults_and_splits_off_the_seed():
         sgd_config({"lr": 1e-3})
 
 
-def test_works_with_sklearn_clone():
-    base = pytest.importorskip("sklearn.base")
-    clf = LinearClassifier(loss="softmax", reg=1.0, epochs=3)
-    clone = base.clone(clf)
-    assert clone is not clf and clone.get_params() == clf.get_params()
+def test_any_labels_train_exactly_as_their_positions_in_classes():
+    X, y = small_images()
+    plain = LinearClassifier(**FAST).fit(X, y)
+    for labels in (np.array(["cat", "dog", "ship"]), np.array([-3, 10, 42]), np.array([0.0, 1, 2])):
+        clf = LinearClassifier(**FAST).fit(X, labels[y])
+        np.testing.assert_array_equal(clf.classes_, labels)
+        np.testing.assert_array_equal(clf.W_, plain.W_)  # the same training, bit for bit
+        np.testing.assert_array_equal(clf.predict(X), labels[plain.predict(X)])
+        assert clf.score(X, labels[y]) == plain.score(X, y)
+    # Validation labels are mapped with the training classes.
+    X_val, y_val = small_images(seed=1, n=30)
+    names = np.array(["cat", "dog", "ship"])
+    a = LinearClassifier(**FAST).fit(X, y, X_val, y_val)
+    b = LinearClassifier(**FAST).fit(X, names[y], X_val, names[y_val])
+    np.testing.assert_array_equal(a.val_accuracy_history_, b.val_accuracy_history_)
+
+
+def test_binary_decision_function_is_the_score_difference():
+    X, y = small_images(n_classes=2)
+    clf = LinearClassifier(**FAST).fit(X, y)
+    scores = (X - clf.mean_) @ clf.W_ + clf.b_
+    decision = clf.decision_function(X)
+    assert decision.shape == (60,)
+    np.testing.assert_allclose(decision, scores[:, 1] - scores[:, 0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(clf.predict(X), (decision > 0).astype(int))
+
+
+def test_predict_proba_is_the_softmax_of_the_scores_and_only_for_softmax():
+    X, y = small_images()
+    clf = LinearClassifier(**dict(FAST, loss="softmax")).fit(X, y)
+    proba = clf.predict_proba(X)
+    scores = clf.decision_function(X).astype(np.float64)
+    expected = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+    assert proba.shape == (60, 3) and proba.dtype == np.float64
+    np.testing.assert_allclose(proba, expected, rtol=1e-12)
+    np.testing.assert_array_equal(proba.argmax(axis=1), clf.predict(X))
+    assert not hasattr(LinearClassifier(loss="hinge"), "predict_proba")  # scores, not probabilities
+    assert hasattr(LinearClassifier(loss="softmax"), "predict_proba")
+    assert not hasattr(clf.set_params(loss="hinge"), "predict_proba")
 
 
 def test_same_random_state_is_reproducible_and_different_seeds_differ():
@@ -164,11 +201,29 @@ def test_saved_model_loads_and_predicts_the_same(tmp_path):
     save_linear_model(tmp_path / "svm.npz", model)
     loaded = load_linear_model(tmp_path / "svm.npz")
     assert loaded.get_params() == model.get_params()
-    for name in ("W_", "b_", "mean_", "classes_"):
+    for name in ("W_", "b_", "mean_", "classes_", "n_features_in_"):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(model, name))
+    assert not hasattr(loaded, "feature_names_in_")
     np.testing.assert_array_equal(loaded.decision_function(X), model.decision_function(X))
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     with pytest.raises(DataError, match="run svm_train first"):
         load_linear_model(tmp_path / "missing.npz")
+
+
+def test_saved_model_keeps_labels_and_column_names_from_pandas(tmp_path):
+    pd = pytest.importorskip("pandas")
+    X, y = small_images()
+    frame = pd.DataFrame(X, columns=[f"px{i}" for i in range(12)])
+    labels = pd.Series(np.array(["cat", "dog", "ship"], dtype=object)[y])
+    model = LinearClassifier(**FAST).fit(frame, labels)
+    assert model.classes_.dtype == object  # what pandas gives; stored without pickle
+    save_linear_model(tmp_path / "svm.npz", model)
+    loaded = load_linear_model(tmp_path / "svm.npz")
+    assert loaded.classes_.tolist() == ["cat", "dog", "ship"]
+    assert loaded.feature_names_in_.tolist() == frame.columns.tolist()
+    np.testing.assert_array_equal(loaded.predict(frame), model.predict(frame))
+    with pytest.warns(UserWarning, match="feature names"):
+        loaded.predict(X)  # scikit-learn's check of the columns holds for the loaded model
 
 
 # --------------------------------------------------------------------------- bad input
@@ -188,8 +243,9 @@ def _fitted():
 
 _X, _Y = small_images(n=12)
 
-BAD_INPUTS = {
-    # hyperparameters: each checked once, by the SGDConfig fit makes (random_state by fit)
+# Each bad hyperparameter is a ConfigError, from its declaration in cifarlab.params (checked
+# once, by the SGDConfig fit makes; random_state by fit).
+BAD_HYPERPARAMETERS = {
     "loss": (lambda: _fit(loss="svm"), r"^loss must be one of \['hinge', 'softmax'\], got 'svm'$"),
     "reg_type": (lambda: _fit(reg_type="l3"), r"^reg_type must be one of .*, got 'l3'$"),
     "reg<0": (lambda: _fit(reg=-1.0), r"^reg must be a finite number >= 0, got -1\.0$"),
@@ -217,33 +273,72 @@ BAD_INPUTS = {
     "train_eval_size=0": (lambda: _fit(train_eval_size=0), r"^train_eval_size .*got 0$"),
     "random_state<0": (lambda: _fit(random_state=-1), r"^random_state must .* >= 0, got -1$"),
     "random_state str": (lambda: _fit(random_state="0"), r"^random_state .*'0'$"),
-    # data given to fit
-    "X 1-D": (lambda: _fit(X=_X[0]), r"X must be 2-D .*\(12,\)"),
-    "X 3-D": (lambda: _fit(X=_X.reshape(12, 3, 4)), r"X must be 2-D .*\(12, 3, 4\)"),
-    "X strings": (lambda: _fit(X=_X.astype(str)), r"X must be numeric"),
-    "X empty": (lambda: _fit(X=_X[:0], y=_Y[:0]), r"X must have at least one sample"),
-    "X nan": (lambda: _fit(X=np.where(_X == _X[0, 0], np.nan, _X)), r"X contains NaN"),
-    "y 2-D": (lambda: _fit(y=_Y[:, None]), r"y must be 1-D .*\(12, 1\)"),
-    "y float": (lambda: _fit(y=_Y.astype(float)), r"y must hold integer .*float64"),
-    "len mismatch": (lambda: _fit(y=_Y[:-1]), r"y has 11 labels but X has 12"),
-    "classes gap": (lambda: _fit(y=_Y * 2), r"contiguous .*\[0, 2, 4\]"),
-    "one class": (lambda: _fit(y=np.zeros(12, dtype=int)), r"contiguous .*\[0\]"),
-    "negative label": (lambda: _fit(y=_Y - 1), r"y must hold labels >= 0, got -1"),
+    "unknown name": (lambda: LinearClassifier().set_params(bogus=1),
+                     r"^unknown parameter 'bogus' for LinearClassifier; valid ones are \('loss'"),
+    # what fit checks beyond scikit-learn's validation of the arrays
+    "one class": (
+        lambda: _fit(y=np.zeros(12, dtype=int)), r"^y must hold at least 2 classes.*1 class: \[0\]$"
+    ),
     "X_val alone": (lambda: _fit(X_val=_X), r"X_val and y_val must be given together"),
     "X_val features": (lambda: _fit(X_val=_X[:, :5], y_val=_Y), r"X_val has 5 features"),
     "y_val length": (lambda: _fit(X_val=_X, y_val=_Y[:3]), r"y_val has 3 labels"),
-    "y_val label": (lambda: _fit(X_val=_X, y_val=_Y + 1), r"y_val must hold labels in \[0, 2\]"),
+    "y_val label": (
+        lambda: _fit(X_val=_X, y_val=_Y + 2), r"^y_val holds labels that y does not: \[3, 4\]$"
+    ),
+    "y_val 2-D": (lambda: _fit(X_val=_X, y_val=_Y[:, None]), r"y_val must be 1-D"),
     "on_epoch_end": (lambda: _fit(on_epoch_end=3), r"on_epoch_end must be callable .*3"),
-    # using the model
-    "predict unfitted": (lambda: LinearClassifier().predict(_X), r"not fitted yet"),
-    "decision unfitted": (lambda: LinearClassifier().decision_function(_X), r"not fitted yet"),
-    "score unfitted": (lambda: LinearClassifier().score(_X, _Y), r"not fitted yet"),
-    "predict features": (lambda: _fitted().predict(_X[:, :5]), r"X has 5 features .* 12"),
-    "predict 1-D": (lambda: _fitted().predict(_X[0]), r"X must be 2-D"),
-    "score len": (lambda: _fitted().score(_X, _Y[:4]), r"y has 4 labels but X has 12"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(BAD_HYPERPARAMETERS), ids=list(BAD_HYPERPARAMETERS))
+def test_bad_hyperparameter_raises_config_error(case):
+    assert_config_error(*BAD_HYPERPARAMETERS[case])
+
+
+# Bad arrays get scikit-learn's own ValueError (validate_data, check_classification_targets),
+# the one every scikit-learn estimator raises; NotFittedError is a ValueError too.
+BAD_ARRAYS = {
+    "X 1-D": (lambda: _fit(X=_X[0]), r"^Expected 2D array, got 1D array instead"),
+    "X 3-D": (lambda: _fit(X=_X.reshape(12, 3, 4)), r"^Found array with dim 3"),
+    "X strings": (lambda: _fit(X=np.full((12, 12), "a")), r"^dtype='numeric' is not compatible"),
+    "X complex": (lambda: _fit(X=_X + 1j), r"^Complex data not supported"),
+    "X empty": (lambda: _fit(X=_X[:0], y=_Y[:0]), r"^Found array with 0 sample\(s\)"),
+    "X no features": (lambda: _fit(X=_X[:, :0]), r"^Found array with 0 feature\(s\)"),
+    "X nan": (lambda: _fit(X=np.where(_X == _X[0, 0], np.nan, _X)), r"^Input X contains NaN"),
+    "y 2-D": (lambda: _fit(y=np.stack([_Y, _Y], axis=1)), r"^y should be a 1d array"),
+    "y continuous": (lambda: _fit(y=_Y + 0.5), r"^Unknown label type: continuous"),
+    "y nan": (lambda: _fit(y=np.where(_Y == 0, np.nan, _Y)), r"^Input y contains NaN"),
+    "y None": (
+        lambda: LinearClassifier().fit(_X, None),
+        r"requires y to be passed, but the target",
+    ),
+    "len mismatch": (lambda: _fit(y=_Y[:-1]), r"inconsistent numbers of samples: \[12, 11\]"),
+    "predict unfitted": (lambda: LinearClassifier().predict(_X), r"is not fitted yet"),
+    "decision unfitted": (lambda: LinearClassifier().decision_function(_X), r"is not fitted yet"),
+    "score unfitted": (lambda: LinearClassifier().score(_X, _Y), r"is not fitted yet"),
+    "proba unfitted": (lambda: LinearClassifier(loss="softmax").predict_proba(_X), r"not fitted"),
+    "predict features": (
+        lambda: _fitted().predict(_X[:, :5]),
+        r"^X has 5 features, but LinearClassifier is expecting 12 features as input",
+    ),
+    "predict 1-D": (lambda: _fitted().predict(_X[0]), r"^Expected 2D array, got 1D array instead"),
+    "score len": (lambda: _fitted().score(_X, _Y[:4]), r"inconsistent numbers of samples"),
 }
 
 
-@pytest.mark.parametrize("case", list(BAD_INPUTS), ids=list(BAD_INPUTS))
-def test_bad_input_raises_config_error(case):
-    assert_config_error(*BAD_INPUTS[case])
+@pytest.mark.parametrize("case", list(BAD_ARRAYS), ids=list(BAD_ARRAYS))
+def test_bad_array_raises_scikit_learns_value_error(case):
+    call, pattern = BAD_ARRAYS[case]
+    with pytest.raises(ValueError, match=pattern) as info:
+        call()
+    if "unfitted" in case:
+        assert isinstance(info.value, NotFittedError)
+
+
+def test_a_training_that_fails_leaves_the_model_unfitted():
+    X, y = blobs()
+    clf = LinearClassifier(learning_rate=1e30, reg=1.0, batch_size=20, epochs=2)
+    with pytest.raises(TrainingDiverged):
+        clf.fit(X * 100, y)
+    with pytest.raises(NotFittedError):
+        clf.predict(X)  # though fit had checked X and set n_features_in_

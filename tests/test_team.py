@@ -47,30 +47,41 @@ def have_postgres() -> bool:
 class Server:
     """One scripts/tracking-server.sh instance in a temporary state folder."""
 
-    def __init__(self, auth: bool = False, admin_password: str = "") -> None:
+    def __init__(self, auth: bool = False, admin_password: str = "", **settings: str) -> None:
+        """settings: more of the script's environment, e.g. CIFARLAB_SERVER_HOST="0.0.0.0"."""
         # The postgres user must be able to enter the folder: not under pytest's 0700 tmp.
         self.dir = Path(tempfile.mkdtemp(prefix="cifarlab-server-", dir="/tmp"))
         self.dir.chmod(0o755)
+        self.port = free_port()
         self.env = {
             **os.environ,
             "CIFARLAB_SERVER_DIR": str(self.dir),
-            "CIFARLAB_SERVER_PORT": str(free_port()),
+            "CIFARLAB_SERVER_PORT": str(self.port),
             "CIFARLAB_PG_PORT": str(free_port()),
             "CIFARLAB_SERVER_AUTH": "1" if auth else "0",
             "MLFLOW_BIN": str(Path(sys.executable).parent / "mlflow"),
+            **settings,
         }
         if admin_password:
             self.env["MLFLOW_AUTH_ADMIN_PASSWORD"] = admin_password
-        proc = subprocess.run(["bash", str(SERVER_SCRIPT), "start"], env=self.env,
-                              capture_output=True, text=True, timeout=300)
+        self.start()
+
+    def start(self, **settings: str) -> None:
+        """Start the server (again, after ``script("stop")``), with these settings changed."""
+        self.env.update(settings)
+        proc = self.script("start", timeout=300)
         if proc.returncode != 0:
             self.stop()
             raise RuntimeError(f"tracking server did not start:\n{proc.stderr}")
         self.uri = proc.stdout.strip().splitlines()[-1]
 
+    def script(self, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+        """scripts/tracking-server.sh ARGS for this server, with ``env`` added."""
+        return subprocess.run(["bash", str(SERVER_SCRIPT), *args], env={**self.env, **env},
+                              capture_output=True, text=True, timeout=timeout)
+
     def stop(self) -> None:
-        subprocess.run(["bash", str(SERVER_SCRIPT), "stop"], env=self.env, capture_output=True,
-                       timeout=120)
+        self.script("stop")
         shutil.rmtree(self.dir, ignore_errors=True)  # database cluster and artifacts: ~70 MB
 
 
@@ -171,11 +182,28 @@ def test_unreachable_server_is_a_clear_error_within_seconds(tmp_path, archive):
     assert not (proj.root / "data").exists()
 
 
+ADMIN_PASSWORD = "team-admin-pw-1"
+_ACCOUNTS_SERVER: list[Server] = []
+
+
+def accounts_server(request) -> Server:
+    """The session's one server with accounts (basic auth, admin ``ADMIN_PASSWORD``, on 0.0.0.0),
+    shared by this module and test_server.py (a server start costs tens of seconds): started by
+    the first test that asks, stopped at the end of the session. Tests here log as the admin
+    only, since test_server.py's last test restarts it with CIFARLAB_SERVER_DEFAULT_PERMISSION=READ.
+    """
+    if not _ACCOUNTS_SERVER:
+        server = _server_or_skip(
+            auth=True, admin_password=ADMIN_PASSWORD, CIFARLAB_SERVER_HOST="0.0.0.0"
+        )
+        _ACCOUNTS_SERVER.append(server)
+        request.session.addfinalizer(server.stop)
+    return _ACCOUNTS_SERVER[0]
+
+
 @pytest.fixture(scope="module")
-def auth_server():
-    server = _server_or_skip(auth=True, admin_password="team-admin-pw-1")
-    yield server
-    server.stop()
+def auth_server(request):
+    return accounts_server(request)
 
 
 def test_basic_auth_refuses_without_credentials_and_logs_with_them(tmp_path, archive, auth_server):
@@ -185,10 +213,10 @@ def test_basic_auth_refuses_without_credentials_and_logs_with_them(tmp_path, arc
     assert proc.returncode == 1 and "refused" in proc.stderr and auth_server.uri in proc.stderr
     assert not (proj.root / "data").exists()
 
-    proj.env.update(MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD="team-admin-pw-1")
+    proj.env.update(MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD=ADMIN_PASSWORD)
     proj.run(sys.executable, "stages/download.py", timeout=120)
     os.environ["MLFLOW_TRACKING_USERNAME"] = "admin"
-    os.environ["MLFLOW_TRACKING_PASSWORD"] = "team-admin-pw-1"
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = ADMIN_PASSWORD
     try:
         parents, _ = stage_runs(client_for(auth_server.uri), proj_experiment(proj))
     finally:

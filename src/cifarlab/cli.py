@@ -1,13 +1,22 @@
-"""Entry point for the stage scripts: one-line errors, MLflow runs ended as KILLED on signals."""
+"""Entry point for the stage scripts and the ``cifarlab`` command: one line per failure.
+
+A stage ends in exactly one of three ways: its outputs all written and its MLflow run FINISHED;
+``error: <cause>`` on one line, exit 1, run FAILED; or ``interrupted``, exit 130, run KILLED.
+In the last two no new output is left (``cifarlab.io.staged_outputs``). ``CIFARLAB_DEBUG=1``
+adds the traceback.
+"""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Callable
 from typing import NoReturn
 
 from cifarlab.errors import CifarlabError
+
+DEBUG_VARIABLE = "CIFARLAB_DEBUG"
 
 
 def _sigterm_as_interrupt(signum: int, frame: object) -> NoReturn:
@@ -16,17 +25,39 @@ def _sigterm_as_interrupt(signum: int, frame: object) -> NoReturn:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _describe(exc: BaseException) -> str:
+    """One line for a failure that is not a CifarlabError (those say it all themselves)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    lines = str(exc).strip().splitlines()
+    first = lines[0][:300] if lines else ""
+    return (
+        f"unexpected {type(exc).__name__}: {first} "
+        f"(run with {DEBUG_VARIABLE}=1 for the traceback, and report it)"
+    )
+
+
 def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's ``main``; turn expected failures into a short message and an exit code."""
+    """Run a stage's ``main`` with its outputs staged, and stop it if ``dvc`` dies."""
+    from cifarlab import io
+    from cifarlab.process import die_with_parent
+
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    die_with_parent(signal.SIGTERM)
+    debug = os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     try:
-        main()
-    except CifarlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        with io.staged_outputs():
+            main()
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:
+        if debug:
+            raise
+        message = str(exc) if isinstance(exc, CifarlabError) else _describe(exc)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(1)
 
 
 def _trace_experiment(label: str) -> None:
@@ -64,8 +95,19 @@ def _trace_run(run_id: str) -> None:
             print(f"in dvc exp show: {label} ({rev[:12]})")
 
 
+def _sweep_runs() -> None:
+    """End KILLED the runs left RUNNING by processes of this host that are gone."""
+    from cifarlab import tracking
+
+    swept = tracking.sweep_store()
+    for run_id in swept:
+        print(f"KILLED {run_id}")
+    print(f"{len(swept)} run(s) left RUNNING by a dead process ended KILLED")
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``cifarlab trace exp NAME`` / ``cifarlab trace run RUN_ID`` (run from the project root)."""
+    """``cifarlab trace exp NAME`` / ``cifarlab trace run RUN_ID`` / ``cifarlab runs sweep``
+    (run from the project root)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="cifarlab", description=main.__doc__)
@@ -76,12 +118,22 @@ def main(argv: list[str] | None = None) -> None:
     exp.add_argument("name", help="experiment name, 'workspace' or a branch name")
     run = what.add_parser("run", help="the `dvc exp show` rows an MLflow run belongs to")
     run.add_argument("run_id")
+    runs = commands.add_parser("runs", help="housekeeping of the MLflow runs")
+    runs_what = runs.add_subparsers(dest="what", required=True)
+    runs_what.add_parser(
+        "sweep", help="end KILLED the runs left RUNNING by killed stages of this machine"
+    )
     args = parser.parse_args(argv)
     try:
-        if args.what == "exp":
+        if args.command == "runs":
+            _sweep_runs()
+        elif args.what == "exp":
             _trace_experiment(args.name)
         else:
             _trace_run(args.run_id)
-    except CifarlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+            raise
+        message = str(exc) if isinstance(exc, CifarlabError) else _describe(exc)
+        print(f"error: {message}", file=sys.stderr)
         sys.exit(1)

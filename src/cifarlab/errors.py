@@ -1,5 +1,16 @@
 """The errors cifarlab raises on purpose: each says what is wrong and what to do about it."""
 
+from __future__ import annotations
+
+from typing import Any
+
+
+def quoted(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: how a message quotes what it was given (a
+    member name, a param value, a server's text), so that no error line runs for pages."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
 
 class CifarlabError(Exception):
     """Base class: a problem the user can act on (bad input, bad config, bad data)."""

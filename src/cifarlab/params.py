@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cifarlab.errors import ConfigError
+from cifarlab.errors import ConfigError, quoted
 
 PARAMS_FILE = "params.yaml"
 
@@ -80,7 +80,7 @@ class Param:
             return None
         checked = self._convert(value)
         if checked is _INVALID:
-            raise ConfigError(f"{name} must be {self.describe()}, got {_short(value)}")
+            raise ConfigError(f"{name} must be {self.describe()}, got {quoted(value)}")
         return checked
 
     def _convert(self, value: Any) -> Any:
@@ -128,9 +128,6 @@ class Param:
 _INVALID = object()
 
 
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 # --------------------------------------------------------------------------- the declarations
@@ -256,6 +253,30 @@ def check_values(
     return {key: declaration[key].check(f"{where}{key}", value) for key, value in values.items()}
 
 
+class DeclaredParameters:
+    """``get_params`` / ``set_params`` of an estimator from its declaration, ``_declaration``.
+
+    A mixin for the scikit-learn estimators (before ``BaseEstimator``): their parameters are
+    those of the declaration, in its order. ``set_params`` stores values unchecked (``fit``
+    checks them), but an unknown name is a ConfigError at once.
+    """
+
+    _declaration: Mapping[str, Param]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The parameters by name (``deep`` is scikit-learn's: there is nothing nested)."""
+        return {name: getattr(self, name) for name in self._declaration}
+
+    def set_params(self, **params: Any) -> Any:
+        for name in params:
+            if name not in self._declaration:
+                raise ConfigError(
+                    f"unknown parameter {quoted(name)} for {type(self).__name__}; "
+                    f"valid ones are {tuple(self._declaration)}"
+                )
+        return super().set_params(**params)  # type: ignore[misc]
+
+
 def check_linear(values: Mapping[str, Any]) -> dict[str, Any]:
     """Check ``LinearClassifier`` keyword hyperparameters, the cross-checks included."""
     checked = check_values(LINEAR, values)
@@ -268,7 +289,7 @@ def check_linear(values: Mapping[str, Any]) -> dict[str, Any]:
 def _reject_unknown(declaration: Mapping[str, Any], values: Mapping[str, Any], where: str) -> None:
     for key in values:
         if key not in declaration:
-            name = key if isinstance(key, str) and len(key) <= 80 else _short(key)
+            name = key if isinstance(key, str) and len(key) <= 80 else quoted(key)
             raise ConfigError(f"{where}{name}: unknown {_closest(key, declaration, where)}")
 
 
@@ -293,14 +314,14 @@ def check_params(document: Any, source: str = PARAMS_FILE) -> dict[str, dict[str
     Returns section -> key -> converted value.
     """
     if not isinstance(document, Mapping):
-        raise ConfigError(f"{source} must be a mapping of sections, got {_short(document)}")
+        raise ConfigError(f"{source} must be a mapping of sections, got {quoted(document)}")
     _reject_unknown(SECTIONS, document, f"{source}: ")
     params: dict[str, dict[str, Any]] = {}
     for section, declaration in SECTIONS.items():
         values = document.get(section)
         if not isinstance(values, Mapping):
             raise ConfigError(
-                f"{source}: section {section!r} must be a mapping, got {_short(values)}"
+                f"{source}: section {section!r} must be a mapping, got {quoted(values)}"
             )
         missing = [key for key in declaration if key not in values]
         if missing:

@@ -3,6 +3,8 @@
 Nothing is extracted: members are read from the gzip stream one after the other, so a hostile
 archive (path traversal, links, devices, oversized members) can never write to disk, and it is
 refused with an :class:`~cifarlab.errors.ArchiveError` naming the member and the problem.
+Tar metadata (GNU long names, pax headers, sparse maps) is capped before it is read, and names
+are quoted in messages only up to a bounded prefix.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import BinaryIO
 import numpy as np
 
 from cifarlab.errors import ArchiveError
+from cifarlab.errors import quoted as _quote
 
 __all__ = [
     "Cifar10Archive",
@@ -32,6 +35,7 @@ __all__ = [
     "IMAGE_BYTES",
     "N_CLASSES",
     "MAX_MEMBER_BYTES",
+    "MAX_HEADER_BYTES",
 ]
 
 FOLDER = "cifar-10-batches-bin"
@@ -49,6 +53,11 @@ N_CLASSES = 10
 # before it is decompressed into memory.
 MAX_MEMBER_BYTES = 200 * 1000 * 1000
 MAX_META_BYTES = 64 * 1024
+# The metadata blocks before one member (GNU long name / long link, pax extended and global
+# headers): tarfile reads each one whole into memory, so they are capped before it does. The
+# official archive has none; a long name, or a pax header's times and xattrs, fit many times over.
+MAX_HEADER_BYTES = 16 * 1024
+MAX_HEADER_BLOCKS = 8
 # A tar ends with zero padding to its record size (10 KiB for GNU tar); more than this after the
 # end-of-archive marker is not padding, and decompressing it would only waste time.
 MAX_TRAILING_BYTES = 16 * 1024 * 1024
@@ -102,6 +111,8 @@ def read_cifar10_archive(path: str | os.PathLike[str]) -> Cifar10Archive:
         raise ArchiveError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
     with fh:
         head = fh.read(512)
+        if not head:
+            raise ArchiveError(f"{path} is empty (0 bytes): not a CIFAR-10 archive")
         if head[:2] != b"\x1f\x8b":
             raise ArchiveError(f"{path} is not a gzip file (not a .tar.gz){_html_hint(head)}")
         fh.seek(0)
@@ -112,11 +123,11 @@ def read_cifar10_archive(path: str | os.PathLike[str]) -> Cifar10Archive:
                 _drain(path, gz)
         except ArchiveError:
             raise
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-            where = f" while reading member {current.name!r}" if current.name else ""
+        # ValueError: tarfile's own parsing of malformed pax numbers and sparse maps.
+        except (tarfile.TarError, EOFError, zlib.error, OSError, ValueError) as exc:
+            where = f" while reading member {_quote(current.name)}" if current.name else ""
             raise ArchiveError(
-                f"{path} is not a valid tar.gz, or is truncated or corrupt{where}: "
-                f"{type(exc).__name__}: {exc}"
+                f"{path} is not a valid tar.gz, or is truncated or corrupt{where}: {_detail(exc)}"
             ) from exc
 
     missing = [f"{FOLDER}/{name}" for name in REQUIRED_MEMBERS if name not in members]
@@ -167,11 +178,75 @@ def parse_meta(data: bytes, where: str = META_MEMBER) -> list[str]:
     if len(names) != N_CLASSES:
         raise ArchiveError(
             f"{where}: expected exactly {N_CLASSES} non-empty class names, one a line, "
-            f"found {len(names)}: {names[:12]!r}"
+            f"found {len(names)}: {_quote(names[:12], 200)}"
         )
     if len(set(names)) != N_CLASSES:
-        raise ArchiveError(f"{where}: class names are not distinct: {names!r}")
+        raise ArchiveError(f"{where}: class names are not distinct: {_quote(names, 200)}")
     return names
+
+
+class _HeaderRefused(Exception):
+    """Raised inside tarfile's header parsing; re-raised as an ArchiveError naming the file."""
+
+
+# The header types that describe the next member rather than being one: type → what it is.
+_METADATA_TYPES = {
+    tarfile.GNUTYPE_LONGNAME: "a GNU long-name header",
+    tarfile.GNUTYPE_LONGLINK: "a GNU long-link header",
+    tarfile.XHDTYPE: "a pax extended header",
+    tarfile.XGLTYPE: "a pax global header",
+    tarfile.SOLARIS_XHDTYPE: "a Solaris extended header",
+}
+
+
+class _CappedTarInfo(tarfile.TarInfo):
+    """A TarInfo that refuses oversized or endless metadata before tarfile reads it.
+
+    tarfile parses a member's header with ``_proc_member``, which reads a GNU long-name or pax
+    header's whole payload (``_proc_gnulong``, ``_proc_pax``) and then recurses into the next
+    header, so both the payload and the chain of such headers must be bounded here, ahead of it.
+    Sparse files (old GNU ``S`` headers and pax ``GNU.sparse.*`` maps, whose extension blocks
+    are read without limit) are not in the CIFAR-10 layout and are refused outright.
+    """
+
+    def _proc_member(self, tar: _CappedTarFile) -> tarfile.TarInfo:
+        if self.size < 0:
+            raise _HeaderRefused(f"a tar header at byte {self.offset:,} has a negative size")
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            self._refuse_sparse()
+        if self.type not in _METADATA_TYPES:
+            tar.header_blocks = tar.header_bytes = 0  # the member itself: its chain is complete
+            return super()._proc_member(tar)
+        tar.header_blocks += 1
+        tar.header_bytes += self.size
+        what = f"{_METADATA_TYPES[self.type]} (tar type {self.type!r}) at byte {self.offset:,}"
+        if tar.header_blocks > MAX_HEADER_BLOCKS:
+            raise _HeaderRefused(
+                f"{what} is metadata header number {tar.header_blocks} before one member, more "
+                f"than the {MAX_HEADER_BLOCKS} allowed; not a CIFAR-10 archive"
+            )
+        if tar.header_bytes > MAX_HEADER_BYTES:
+            total = "" if tar.header_bytes == self.size else f" ({tar.header_bytes:,} in all)"
+            raise _HeaderRefused(
+                f"{what} announces {self.size:,} bytes{total}, more than the "
+                f"{MAX_HEADER_BYTES:,} allowed for one member's metadata; not a CIFAR-10 archive"
+            )
+        return super()._proc_member(tar)
+
+    def _refuse_sparse(self, *args: object) -> None:
+        raise _HeaderRefused(
+            f"a tar header at byte {self.offset:,} is a sparse file; only regular files are allowed"
+        )
+
+    _proc_gnusparse_00 = _proc_gnusparse_01 = _proc_gnusparse_10 = _refuse_sparse
+
+
+class _CappedTarFile(tarfile.TarFile):
+    """Reads members with :class:`_CappedTarInfo`, keeping the count of the current chain."""
+
+    tarinfo = _CappedTarInfo
+    header_blocks = 0
+    header_bytes = 0
 
 
 class _Cursor:
@@ -186,49 +261,60 @@ def _read_members(path: Path, gz: BinaryIO, current: _Cursor) -> dict[str, bytes
     seen: set[str] = set()
     # "r|": a forward-only stream, so the compressed data is decompressed exactly once and no
     # member can be reached twice by seeking.
-    with tarfile.open(fileobj=gz, mode="r|") as tar:
-        for info in tar:
-            current.name = info.name
-            base = _check_member(path, info)
-            if base in seen:
-                raise ArchiveError(f"{path}: duplicate member {info.name!r}")
-            seen.add(base)
-            limit = MAX_META_BYTES if base == META_MEMBER else MAX_MEMBER_BYTES
-            # Checked for skipped members too: skipping still decompresses the whole member.
-            if info.size > limit:
-                raise ArchiveError(
-                    f"{path}: member {info.name!r} is {info.size:,} bytes, more than the "
-                    f"{limit:,} allowed"
-                )
-            if base not in REQUIRED_MEMBERS:
-                continue  # the directory entry or readme.html
-            stream = tar.extractfile(info)
-            if stream is None:  # pragma: no cover - regular files always give a stream
-                raise ArchiveError(f"{path}: member {info.name!r} cannot be read")
-            data = stream.read()
-            if len(data) != info.size:
-                raise ArchiveError(
-                    f"{path}: member {info.name!r} is truncated: {len(data):,} of "
-                    f"{info.size:,} bytes"
-                )
-            contents[base] = data
-        current.name = None
+    try:
+        with _CappedTarFile.open(fileobj=gz, mode="r|") as tar:
+            for info in tar:
+                current.name = info.name
+                base = _check_member(path, info)
+                if base in seen:
+                    raise ArchiveError(f"{path}: duplicate member {_quote(info.name)}")
+                seen.add(base)
+                contents.update(_read_member(path, tar, info, base))
+            current.name = None
+    except _HeaderRefused as exc:
+        raise ArchiveError(f"{path}: {exc}") from None
     return contents
+
+
+def _read_member(
+    path: Path, tar: tarfile.TarFile, info: tarfile.TarInfo, base: str
+) -> dict[str, bytes]:
+    """``{base: bytes}`` of a checked member that is needed, ``{}`` for one that is skipped."""
+    limit = MAX_META_BYTES if base == META_MEMBER else MAX_MEMBER_BYTES
+    # Checked for skipped members too: skipping still decompresses the whole member.
+    if info.size > limit:
+        raise ArchiveError(
+            f"{path}: member {_quote(info.name)} is {info.size:,} bytes, more than the "
+            f"{limit:,} allowed"
+        )
+    if base not in REQUIRED_MEMBERS:
+        return {}  # the directory entry or readme.html
+    stream = tar.extractfile(info)
+    if stream is None:  # pragma: no cover - regular files always give a stream
+        raise ArchiveError(f"{path}: member {_quote(info.name)} cannot be read")
+    data = stream.read()
+    if len(data) != info.size:
+        raise ArchiveError(
+            f"{path}: member {_quote(info.name)} is truncated: {len(data):,} of {info.size:,} bytes"
+        )
+    return {base: data}
 
 
 def _check_member(path: Path, info: tarfile.TarInfo) -> str:
     """Refuse an unsafe or unexpected member; return its basename ("" for the folder entry)."""
     name = info.name
-    label = f"{path}: member {name!r}"
+    label = f"{path}: member {_quote(name)}"
     parts = name.split("/")
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         raise ArchiveError(f"{label} has an absolute path (path traversal)")
     if ".." in parts or "\\" in name:
         raise ArchiveError(f"{label} points outside its folder (path traversal)")
     if info.issym():
-        raise ArchiveError(f"{label} is a symbolic link to {info.linkname!r}; links are refused")
+        target = _quote(info.linkname)
+        raise ArchiveError(f"{label} is a symbolic link to {target}; links are refused")
     if info.islnk():
-        raise ArchiveError(f"{label} is a hard link to {info.linkname!r}; links are refused")
+        target = _quote(info.linkname)
+        raise ArchiveError(f"{label} is a hard link to {target}; links are refused")
     if info.ischr() or info.isblk():
         raise ArchiveError(f"{label} is a device file; only regular files are allowed")
     if info.isfifo():
@@ -259,6 +345,12 @@ def _drain(path: Path, gz: BinaryIO) -> None:
             raise ArchiveError(
                 f"{path}: more than {MAX_TRAILING_BYTES:,} bytes follow the end of the tar"
             )
+
+
+def _detail(exc: BaseException) -> str:
+    """``"TypeName: message"``, the message cut to a bounded prefix (it may quote the data)."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text if len(text) <= 200 else _quote(text, 200)}"
 
 
 def _html_hint(head: bytes) -> str:

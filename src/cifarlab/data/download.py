@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from cifarlab import __version__
 from cifarlab.errors import ChecksumError, ConfigError, DownloadError
+from cifarlab.errors import quoted as _quote
 from cifarlab.io import atomic_path
 
 __all__ = ["download", "md5_of_file"]
@@ -47,14 +48,17 @@ def download(
     """Copy ``url`` to ``dest`` if and only if its md5 is ``md5``; return ``dest`` as a Path.
 
     ``url`` is an ``http://`` / ``https://`` URL, a ``file://`` URL, or a plain filesystem path
-    (a relative one is resolved against the current directory). The body is streamed to a
-    temporary file beside ``dest`` while its md5 is computed; only a matching body is renamed
-    onto ``dest``. On any failure no temporary file remains and ``dest`` is left as it was
-    (nothing is created there).
+    (a relative one is resolved against the current directory); ``url`` and ``md5`` are
+    params.yaml's ``data.url`` and ``data.md5`` in the pipeline, and messages name them so.
+    The body is streamed to a temporary file beside ``dest`` while its md5 is computed; only a
+    matching body is renamed onto ``dest``. On any failure no temporary file remains and
+    ``dest`` is left as it was (nothing is created there).
 
     Raises ConfigError (malformed md5, URL scheme or option), DownloadError (unreachable host,
-    HTTP error status, missing file, broken or truncated transfer) or ChecksumError (the body's
-    md5 differs; the message says when the body was an HTML page rather than the archive).
+    HTTP error status, missing file, broken, stalled or truncated transfer) or ChecksumError
+    (the body's md5 differs; the message says when the body was an HTML page rather than the
+    archive). A body that matches is accepted whatever it holds, even an empty one: whether it
+    is a CIFAR-10 archive is for ``read_cifar10_archive`` to say.
     """
     expected = _check_md5(md5)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
@@ -65,6 +69,9 @@ def download(
 
     # Open the source before touching dest's folder, so an unreachable source creates nothing.
     source, total, content_type, where, is_http = _open_source(url, timeout)
+    # read1: at most one system call, so bytes that arrived before a stall are counted (and
+    # hashed) rather than lost inside a read that waits for a whole chunk.
+    read = getattr(source, "read1", source.read)
     with source:
         digest = hashlib.md5(usedforsecurity=False)
         head = b""
@@ -83,7 +90,12 @@ def download(
         ):
             while True:
                 try:
-                    chunk = source.read(chunk_size)
+                    chunk = read(chunk_size)
+                except TimeoutError as exc:
+                    raise DownloadError(
+                        f"download of {where} stalled: no data for {timeout:g} s after "
+                        f"{n_bytes:,} bytes"
+                    ) from exc
                 except (OSError, http.client.HTTPException) as exc:
                     raise DownloadError(
                         f"download of {where} broke off after {n_bytes:,} bytes: {_describe(exc)}"
@@ -105,8 +117,8 @@ def download(
             actual = digest.hexdigest()
             if actual != expected:
                 message = (
-                    f"md5 mismatch for {where}: expected {expected}, got {actual} "
-                    f"({n_bytes:,} bytes)"
+                    f"md5 mismatch for {where}: expected {expected} (params.yaml: data.md5), "
+                    f"got {actual} ({n_bytes:,} bytes)"
                 )
                 if _looks_like_html(content_type, head):
                     who = "the server returned" if is_http else "the file is"
@@ -120,7 +132,9 @@ def download(
 
 def _check_md5(md5: object) -> str:
     if not isinstance(md5, str) or not _MD5_RE.fullmatch(md5.strip()):
-        raise ConfigError(f"md5 must be 32 hexadecimal characters, got {md5!r}")
+        raise ConfigError(
+            f"md5 (params.yaml: data.md5) must be 32 hexadecimal characters, got {_quote(md5)}"
+        )
     return md5.strip().lower()
 
 
@@ -131,7 +145,9 @@ def _open_source(
     if isinstance(url, os.PathLike):
         return _open_file(Path(url), str(url))
     if not isinstance(url, str) or not url.strip():
-        raise ConfigError(f"url must be a non-empty string or path, got {url!r}")
+        raise ConfigError(
+            f"url (params.yaml: data.url) must be a non-empty string or path, got {_quote(url)}"
+        )
     url = url.strip()
     match = _SCHEME_RE.match(url)
     if match is None:
@@ -171,7 +187,8 @@ def _open_http(url: str, timeout: float) -> tuple[BinaryIO, int | None, str | No
         response = urlopen(request, timeout=timeout)
     except HTTPError as exc:
         exc.close()
-        raise DownloadError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from exc
+        reason = _bounded(str(exc.reason))  # the server's words
+        raise DownloadError(f"cannot download {url}: HTTP {exc.code} {reason}") from exc
     except URLError as exc:
         raise DownloadError(f"cannot download {url}: {_describe(exc.reason)}") from exc
     except (OSError, http.client.HTTPException) as exc:
@@ -201,5 +218,9 @@ def _describe(exc: object) -> str:
         return "timed out"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
-    text = str(exc)
-    return text or type(exc).__name__
+    return _bounded(str(exc)) or type(exc).__name__
+
+
+def _bounded(text: str) -> str:
+    """``text``, or a quoted prefix of it if long: it may hold what a server sent."""
+    return text if len(text) <= 200 else _quote(text, 200)

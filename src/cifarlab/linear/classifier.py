@@ -1,7 +1,7 @@
 """The linear classifier as an estimator, the final model of ``svm_train``, and its file.
 
 :class:`LinearClassifier` scores ``(X - mean_) @ W_ + b_`` for raw images ``X`` of shape
-(n_samples, n_features); it follows the scikit-learn estimator contract and trains with
+(n_samples, n_features); it is a scikit-learn classifier and trains with
 :func:`cifarlab.linear.sgd.sgd`.
 """
 
@@ -13,9 +13,13 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scipy.special import softmax
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from cifarlab import io
-from cifarlab.checks import check_features, check_labels
 from cifarlab.errors import ConfigError, DataError
 from cifarlab.linear.sgd import (
     EpochCallback,
@@ -26,18 +30,25 @@ from cifarlab.linear.sgd import (
     _sgd,
     single_blas_thread,
 )
-from cifarlab.params import LINEAR
+from cifarlab.params import LINEAR, DeclaredParameters
 
 if TYPE_CHECKING:
     from cifarlab.data.prepared import Split
 
 
-class LinearClassifier:
+def _is_softmax(model: LinearClassifier) -> bool:
+    return model.loss == "softmax"
+
+
+class LinearClassifier(ClassifierMixin, DeclaredParameters, BaseEstimator):
     """Linear classifier (multiclass SVM or softmax) on mean-subtracted inputs, trained by SGD.
 
-    Follows the scikit-learn estimator contract: ``__init__`` only stores its keyword
-    hyperparameters (checked in :meth:`fit`), ``fit`` returns ``self``, and learned state
-    ends in ``_``. The defaults are the classic cs231n settings for raw CIFAR-10 pixels.
+    A scikit-learn classifier: ``clone``, ``Pipeline``, ``GridSearchCV`` and
+    ``cross_val_score`` work with it, and scikit-learn's ``check_estimator`` passes (with
+    hyperparameters suited to its standardised data: tests/test_sklearn_compat.py).
+    ``__init__`` only stores its keyword hyperparameters; ``fit`` checks them against
+    :data:`cifarlab.params.LINEAR` (their one declaration) and returns ``self``. The defaults
+    are the classic cs231n settings for raw CIFAR-10 pixels.
 
     Parameters
     ----------
@@ -54,8 +65,12 @@ class LinearClassifier:
         Mean image of the training data, subtracted from every input.
     W_ : float32 ndarray of shape (n_features, n_classes)
     b_ : float32 ndarray of shape (n_classes,)
-    classes_ : ndarray of shape (n_classes,), equal to ``arange(n_classes)``
+    classes_ : ndarray of shape (n_classes,)
+        The sorted distinct labels of ``y`` (any labels: ints, strings …); column ``j`` of
+        ``W_`` scores ``classes_[j]``.
     n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features,)
+        Only when fit on a DataFrame with string column names.
     loss_history_ : float64 ndarray of shape (n_steps_,)
     train_accuracy_history_ : float64 ndarray of shape (n_epochs_,)
     val_accuracy_history_ : float64 ndarray of shape (n_epochs_,), or (0,) when fit without X_val
@@ -65,6 +80,8 @@ class LinearClassifier:
     best_epoch_ : int
         The epoch (from 0) whose weights the model holds.
     """
+
+    _declaration = LINEAR  # the parameters: get_params / set_params (DeclaredParameters)
 
     def __init__(
         self,
@@ -99,46 +116,33 @@ class LinearClassifier:
         self.train_eval_size = train_eval_size
         self.random_state = random_state
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The ``__init__`` hyperparameters as a dict (``deep`` is accepted for scikit-learn)."""
-        return {name: getattr(self, name) for name in LINEAR}
-
-    def set_params(self, **params: Any) -> LinearClassifier:
-        """Set hyperparameters by name (scikit-learn contract); unknown names raise ConfigError."""
-        unknown = [name for name in params if name not in LINEAR]
-        if unknown:
-            raise ConfigError(
-                f"unknown parameter {unknown[0]!r} for LinearClassifier; "
-                f"valid ones are {tuple(LINEAR)}"
-            )
-        for name, value in params.items():
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
+    def __sklearn_is_fitted__(self) -> bool:
+        # Not "any attribute ending in _": a fit that failed in training has set
+        # n_features_in_ already.
+        return hasattr(self, "W_")
 
     def fit(
         self,
-        X: np.ndarray,
-        y: np.ndarray,
-        X_val: np.ndarray | None = None,
-        y_val: np.ndarray | None = None,
+        X: Any,
+        y: Any,
+        X_val: Any = None,
+        y_val: Any = None,
         on_epoch_end: EpochCallback | None = None,
     ) -> LinearClassifier:
         """Subtract the training mean image and train with :func:`cifarlab.linear.sgd.sgd`.
 
         Parameters
         ----------
-        X : ndarray of shape (n_samples, n_features)
-            Raw images (uint8 CIFAR-10 rows of 3,072) or any numeric features; not modified and
-            not copied: minibatches are converted to float32 and centred as they are drawn.
-        y : ndarray of shape (n_samples,)
-            Integer labels; the classes present must be exactly ``0 .. n_classes-1``.
-        X_val : ndarray of shape (n_val, n_features), optional
+        X : array-like of shape (n_samples, n_features)
+            Raw images (uint8 CIFAR-10 rows of 3,072) or any numeric features; an ndarray is
+            not modified and not copied: minibatches are converted to float32 and centred as
+            they are drawn.
+        y : array-like of shape (n_samples,)
+            Class labels, at least two distinct ones; any values (they become ``classes_``).
+        X_val : array-like of shape (n_val, n_features), optional
             Raw like ``X``; the *training* mean is subtracted from it, never its own.
-        y_val : ndarray of shape (n_val,), optional
+        y_val : array-like of shape (n_val,), optional
+            Labels among those of ``y``.
         on_epoch_end : callable, optional
             Passed to :func:`cifarlab.linear.sgd.sgd`.
 
@@ -161,30 +165,31 @@ class LinearClassifier:
     ) -> LinearClassifier:
         """:meth:`fit` behind its hyperparameter check, made by :func:`sgd_config`: ``run_trials``
         checks every trial before the first one trains."""
-        X = check_features("X", X)
-        y = check_labels("y", y, X.shape[0])
-        classes = np.unique(y)
-        # Labels are >= 0 (check_labels), so a largest one of size - 1 means 0 .. size - 1.
-        if classes.size < 2 or classes[-1] != classes.size - 1:
+        X, y = validate_data(self, X, y)
+        check_classification_targets(y)
+        # Training sees the classes as 0 .. n_classes-1: labels that already are those are
+        # passed on unchanged, so results for them are what they always were.
+        classes, y_encoded = np.unique(y, return_inverse=True)
+        if classes.size < 2:
             raise ConfigError(
-                "y must use the contiguous labels 0 .. n_classes-1 with n_classes >= 2, "
-                f"got classes {classes.tolist()[:20]}"
+                f"y must hold at least 2 classes to train a classifier, got 1 class: "
+                f"{classes.tolist()}"
             )
-        n_classes = int(classes.size)
-        X_val, y_val = _check_validation(X_val, y_val, X.shape[1], n_classes, config.patience)
+        if y_val is not None:
+            y_val = _encode("y_val", y_val, classes)
+        X_val, y_val = _check_validation(X_val, y_val, X.shape[1], classes.size, config.patience)
         _check_callback(on_epoch_end)
 
         # Accumulate in float64: a float32 running sum over 49,000 rows loses precision.
         mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
         result = _sgd(
-            X, y, n_classes, config, rng=np.random.default_rng(random_state), mean=mean,
-            X_val=X_val, y_val=y_val, on_epoch_end=on_epoch_end,
+            X, y_encoded, classes.size, config, rng=np.random.default_rng(random_state),
+            mean=mean, X_val=X_val, y_val=y_val, on_epoch_end=on_epoch_end,
         )  # fmt: skip
         self.mean_ = mean
         self.W_ = result.W
         self.b_ = result.b
         self.classes_ = classes
-        self.n_features_in_ = int(X.shape[1])
         self.loss_history_ = result.loss_history
         self.train_accuracy_history_ = result.train_accuracy
         self.val_accuracy_history_ = result.val_accuracy
@@ -193,35 +198,43 @@ class LinearClassifier:
         self.best_epoch_ = result.best_epoch
         return self
 
-    def _check_fitted_input(self, X: Any) -> np.ndarray:
-        if not hasattr(self, "W_"):
-            raise ConfigError(
-                f"this {type(self).__name__} is not fitted yet; call fit(X, y) before using it"
-            )
-        X = check_features("X", X)
-        if X.shape[1] != self.n_features_in_:
-            raise ConfigError(
-                f"X has {X.shape[1]} features but the classifier was fit on "
-                f"{self.n_features_in_}; they must match"
-            )
-        return X
-
-    def decision_function(self, X: np.ndarray) -> np.ndarray:
+    def _class_scores(self, X: Any) -> np.ndarray:
         """Class scores (n_samples, n_classes), float32, of raw inputs X (n_samples,
         n_features); the training mean is subtracted here."""
-        X = self._check_fitted_input(X)
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
         return _scores(X, self.W_, self.b_, mean=self.mean_)
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Predicted labels of shape (n_samples,) for X of shape (n_samples, n_features)."""
-        scores = self.decision_function(X)  # checks fitted-ness before classes_ is touched
-        return self.classes_[scores.argmax(axis=1)]
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Class scores of raw inputs X (n_samples, n_features), float32: shape (n_samples,
+        n_classes), or (n_samples,) with two classes (scikit-learn's binary convention: the
+        second class's score minus the first's, > 0 for ``classes_[1]``)."""
+        scores = self._class_scores(X)
+        return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
 
-    def score(self, X: np.ndarray, y: np.ndarray) -> float:
-        """Mean accuracy on X of shape (n_samples, n_features) and y of shape (n_samples,)."""
-        X = self._check_fitted_input(X)
-        y = check_labels("y", y, X.shape[0])
-        return float(np.mean(self.predict(X) == y))
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted labels of shape (n_samples,) for X of shape (n_samples, n_features): the
+        class of the highest score (the first of equal ones)."""
+        best = self._class_scores(X).argmax(axis=1)  # first: it checks that the model is fitted
+        return self.classes_[best]
+
+    @available_if(_is_softmax)
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (n_samples, n_classes), float64, for X of shape (n_samples,
+        n_features): the softmax of the scores, the model's own probabilities. Only for
+        ``loss="softmax"``: the hinge loss yields scores, not probabilities."""
+        return softmax(self._class_scores(X).astype(np.float64), axis=1)
+
+
+def _encode(name: str, labels: Any, classes: np.ndarray) -> np.ndarray:
+    """``labels`` as positions in the sorted ``classes``; ConfigError naming ``name`` for a
+    label that is not one of them."""
+    labels = np.asarray(labels)
+    unseen = labels[~np.isin(labels, classes)]
+    if unseen.size:
+        first = list(dict.fromkeys(unseen.tolist()))[:10]  # no sort: labels of any type
+        raise ConfigError(f"{name} holds labels that y does not: {first}")
+    return np.searchsorted(classes, labels)
 
 
 def sgd_config(hyperparameters: Mapping[str, Any]) -> tuple[SGDConfig, int]:
@@ -270,16 +283,14 @@ def train_linear(
 
 
 def save_linear_model(path: str | os.PathLike[str], model: LinearClassifier) -> None:
-    """Weights, bias, mean image, classes and hyperparameters (as JSON) in one ``.npz``, no
-    pickle; written atomically."""
-    io.save_arrays(
-        path,
-        W=model.W_,
-        b=model.b_,
-        mean=model.mean_,
-        classes=model.classes_,
-        hyperparameters=np.array(json.dumps(model.get_params(), sort_keys=True)),
-    )
+    """Weights, bias, mean image, classes, feature names (when fit on named columns) and
+    hyperparameters (as JSON) in one ``.npz``, no pickle; written atomically."""
+    arrays = {"W": model.W_, "b": model.b_, "mean": model.mean_}
+    arrays["classes"] = _without_pickle(model.classes_)
+    if hasattr(model, "feature_names_in_"):
+        arrays["feature_names"] = _without_pickle(model.feature_names_in_)
+    arrays["hyperparameters"] = np.array(json.dumps(model.get_params(), sort_keys=True))
+    io.save_arrays(path, **arrays)
 
 
 def load_linear_model(path: str | os.PathLike[str]) -> LinearClassifier:
@@ -293,4 +304,13 @@ def load_linear_model(path: str | os.PathLike[str]) -> LinearClassifier:
         arrays["W"], arrays["b"], arrays["mean"], arrays["classes"],
     )  # fmt: skip
     model.n_features_in_ = model.W_.shape[0]
+    if "feature_names" in arrays:  # files written before feature names were kept lack them
+        model.feature_names_in_ = arrays["feature_names"].astype(object)
     return model
+
+
+def _without_pickle(values: np.ndarray) -> np.ndarray:
+    """``values`` as an array ``np.savez`` stores without pickle: an object array (labels or
+    column names from pandas, all strings or all numbers: scikit-learn's validation refuses
+    mixed ones) becomes the str or number array of the same values."""
+    return np.asarray(values.tolist()) if values.dtype == object else values

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -30,6 +31,7 @@ from cifarlab.errors import ConfigError, TrainingDiverged
 from cifarlab.linear.classifier import LinearClassifier, sgd_config
 from cifarlab.linear.sgd import SGDConfig, single_blas_thread
 from cifarlab.params import SECTIONS
+from cifarlab.process import die_with_parent
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -191,6 +193,10 @@ _WORKER_DATA: tuple[np.ndarray, ...] | None = None
 
 def _init_worker(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray) -> None:
     global _WORKER_DATA
+    # A worker computes for its stage only: it dies with it (even SIGKILLed), and leaves a
+    # Ctrl-C to the stage, which stops the workers itself.
+    die_with_parent(signal.SIGKILL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER_DATA = (X, y, X_val, y_val)
     single_blas_thread()  # for the life of this worker process
 
@@ -304,7 +310,14 @@ def run_trials(
         initargs=(X, y, X_val, y_val),
     )
     try:
-        pending: set[Future] = {executor.submit(_worker_trial, trial) for trial in checked}
+        # The workers start here. SIGINT stays blocked meanwhile: they inherit the mask, so a
+        # Ctrl-C to the process group cannot interrupt their start-up (with a traceback each);
+        # the stage receives it once the block ends, and stops them.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            pending: set[Future] = {executor.submit(_worker_trial, trial) for trial in checked}
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in sorted(done, key=lambda f: f.result().index):

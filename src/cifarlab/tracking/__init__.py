@@ -8,9 +8,12 @@ The MLflow work runs in a tracking worker, a child process (``python -m
 cifarlab.tracking.worker``) that the stage starts when it opens its run, so it costs the stage's
 computation nothing: the worker imports MLflow, creates the run and stores what the stage sends
 it over a socket, while the stage only pickles small messages. Leaving ``with stage_run(...)``
-waits until the worker has stored everything and ended the run. A failure in the worker is a
-``TrackingError`` in the stage at its next tracking call or at the end of the block, and the run
-ends FAILED; if the stage process dies, the worker ends its runs KILLED.
+waits until the worker has stored everything and ended the run. Entering it waits for one thing:
+the worker has created the run, so a store that cannot write fails the stage before it
+computes. A later failure in the worker is a ``TrackingError`` in the stage at its next
+tracking call or at the end of the block, and the run ends FAILED; if the stage process dies,
+the worker ends its runs KILLED; if both die at once (SIGKILL to the process group), the next
+stage of this host ends them KILLED (``store.sweep``; also ``cifarlab runs sweep``).
 
     store.py         where the store is, opening it, run lookups (stage, worker and CLI)
     connectivity.py  the quick check that the store answers
@@ -28,6 +31,7 @@ from cifarlab.tracking.store import (
     project_root,
     run_description,
     runs_tagged,
+    sweep_store,
     tracking_uri,
 )
 
@@ -41,5 +45,6 @@ __all__ = [
     "run_description",
     "runs_tagged",
     "stage_run",
+    "sweep_store",
     "tracking_uri",
 ]

@@ -3,15 +3,18 @@
 A message is a tuple ``(kind, *args)``, pickled over the socket; ``args`` are plain data (ints,
 strings, dicts, lists, a small array). Requests, stage → worker, with their args:
 
-    OPEN      handle, stage, params, experiment, data_md5, exp_name, will_log_model
+    OPEN      handle, stage, params, experiment, data_md5, exp_name
     CHILD     handle, parent handle, run_name
     PARAMS    handle, {name: str}
     TAGS      handle, {name: str}
     METRICS   handle, {name: float}, step, timestamp_ms
     POINTS    handle, [(key, values, steps), ...], timestamp_ms
     TRIAL     handle, record (dict), timestamp_ms
-    MODEL     handle, model_file, input_example, artifact_path
-    ARTIFACT  handle, path, artifact_path
+    MODEL     handle, model_file, name, input_example, artifact_path
+    ARTIFACT  handle, path, name, artifact_path
+    AFTER_OPEN  handle, stage             (the DVC stage fingerprint tag; end the runs of this
+                                           host's dead processes KILLED)
+    PREPARE_MODEL                         (MLflow's slow one-off work before a model save)
     END       handle, status, error
     RUN_ID    handle                      (answered by RUN_IDS)
     CLOSE                                 (answered by RUN_IDS, then the worker exits)
@@ -25,6 +28,9 @@ Replies, worker → stage, as ``(kind, payload)``:
 from __future__ import annotations
 
 import enum
+
+#: The environment variable that gives the worker its tracking URI (never its command line).
+WORKER_URI_VARIABLE = "CIFARLAB_WORKER_TRACKING_URI"
 
 
 class Kind(enum.Enum):
@@ -40,6 +46,8 @@ class Kind(enum.Enum):
     MODEL = "model"
     ARTIFACT = "artifact"
     END = "end"
+    AFTER_OPEN = "after_open"
+    PREPARE_MODEL = "prepare_model"
     RUN_ID = "run_id"
     CLOSE = "close"
 

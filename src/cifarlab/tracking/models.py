@@ -50,7 +50,9 @@ def log_linear_model(
             signature=signature,
             input_example=example,
             # Explicit, so that MLflow does not load the model in a subprocess to infer them.
-            pip_requirements=[f"{p}=={version(p)}" for p in ("mlflow", "numpy", "pandas")],
+            pip_requirements=[
+                f"{p}=={version(p)}" for p in ("mlflow", "numpy", "pandas", "scikit-learn", "scipy")
+            ],
         )
         client.log_artifacts(run_id, str(model_dir), artifact_path)
 

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cifarlab import io
 from cifarlab.errors import ConfigError, TrackingError
 from cifarlab.tracking.connectivity import check_tracking_uri
-from cifarlab.tracking.messages import Kind
-from cifarlab.tracking.store import tracking_uri
+from cifarlab.tracking.messages import WORKER_URI_VARIABLE, Kind
+from cifarlab.tracking.store import probe_sqlite, sqlite_path, tracking_uri
+
+# How long a stage waits, at its end, for its tracking worker to store what it was sent.
+_CLOSE_TIMEOUT_S = 300
 
 
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -120,8 +125,9 @@ class Run:
     ) -> None:
         """Log a linear model as an MLflow pyfunc model under ``artifact_path``.
 
-        model_file : the ``.npz`` of ``cifarlab.linear.classifier.save_linear_model``; it must
-            stay unchanged until the run ends (the worker reads it).
+        model_file : the ``.npz`` of ``cifarlab.linear.classifier.save_linear_model``, written
+            by this stage (the worker reads it before the stage's outputs are renamed into
+            place).
         input_example : uint8 array of shape (n, n_features), a few raw images.
 
         The model loads with ``mlflow.pyfunc.load_model(f"runs:/{run_id}/{artifact_path}")``
@@ -137,12 +143,14 @@ class Run:
                 "input_example must be a uint8 array of shape (n, n_features), "
                 f"got {example.dtype} {example.shape}"
             )
-        file = str(_existing(model_file))
-        self._worker.send(Kind.MODEL, self._handle, file, example, artifact_path)
+        file, name = _existing(model_file)
+        self._worker.send(Kind.MODEL, self._handle, file, name, example, artifact_path)
 
     def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
-        """Store the file at ``path`` with the run; it must stay unchanged until the run ends."""
-        self._worker.send(Kind.ARTIFACT, self._handle, str(_existing(path)), artifact_path)
+        """Store the file at ``path`` (an output this stage wrote, or any file that stays
+        unchanged until the run ends) with the run, under its name."""
+        file, name = _existing(path)
+        self._worker.send(Kind.ARTIFACT, self._handle, file, name, artifact_path)
 
     @contextlib.contextmanager
     def child(self, run_name: str, params: Mapping[str, Any] | None = None) -> Iterator[Run]:
@@ -158,11 +166,13 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _existing(path: str | os.PathLike[str]) -> Path:
-    path = Path(path).resolve()
-    if not path.is_file():
-        raise ConfigError(f"{path} not found: write the file before logging it")
-    return path
+def _existing(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """(the file to read now, the name to log it under): an output of this stage is still a
+    temporary file until the stage has succeeded (``cifarlab.io.staged_outputs``)."""
+    current = io.current_path(path).resolve()
+    if not current.is_file():
+        raise ConfigError(f"{Path(path).resolve()} not found: write the file before logging it")
+    return str(current), Path(path).name
 
 
 class _Worker:
@@ -178,7 +188,15 @@ class _Worker:
         # The worker runs this very copy of cifarlab, installed or not.
         package_parent = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
-        command = [sys.executable, "-m", "cifarlab.tracking.worker", str(theirs.fileno()), uri]
+        # The URI goes in the environment, which only this user can read, never in argv (`ps`
+        # shows every user the command line, and a URI may hold credentials).
+        env[WORKER_URI_VARIABLE] = uri
+        command = [sys.executable, "-m", "cifarlab.tracking.worker", str(theirs.fileno())]
+        # The worker ignores SIGINT and SIGTERM (a Ctrl-C reaches the whole process group; the
+        # stage ends its runs through the worker, which must live on to do it). It starts with
+        # both blocked, so one that arrives while it imports MLflow waits instead of killing
+        # it with a traceback; the stage gets its own after the start.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         with theirs:
             try:
                 self._process = subprocess.Popen(
@@ -187,9 +205,13 @@ class _Worker:
             except OSError as exc:
                 ours.close()
                 raise TrackingError(f"cannot start the MLflow tracking worker: {exc}") from None
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         self._connection = Connection(ours.detach())
         self._handles = 0
         self._run_ids: dict[int, str] = {}
+        self._answered = False  # a RUN_IDS reply has come since the last run_id() request
+        self._closed = False
         self.error: str | None = None
 
     def send(self, kind: Kind, *args: Any) -> None:
@@ -209,10 +231,19 @@ class _Worker:
         return Run(self, self._handles)
 
     def run_id(self, handle: int) -> str:
-        if handle not in self._run_ids:
-            self.send(Kind.RUN_ID, handle)
-            while handle not in self._run_ids and self._take_replies(wait=True):
-                pass
+        """The run's id, once the worker has carried out every earlier message (so a failure
+        of any of them is raised here); after the stage's tracking closed, the id it had."""
+        if self._closed:
+            if handle in self._run_ids:
+                return self._run_ids[handle]
+            raise TrackingError(self.error or "the MLflow run was never created")
+        self.send(Kind.RUN_ID, handle)
+        # The worker answers in order: the reply to this request is the next RUN_IDS.
+        while self._take_replies(wait=True) and not self._answered:
+            pass
+        self._answered = False
+        if self.error is not None:
+            raise TrackingError(self.error)
         run_id = self._run_ids.get(handle)
         if run_id is None:
             raise TrackingError(self.error or "the MLflow run was never created")
@@ -221,18 +252,29 @@ class _Worker:
     def close(self) -> None:
         """Wait until the worker has stored everything and exited (the stage has ended its
         runs); keep the worker's error, if any, in ``error``."""
+        self._closed = True
+        # An interrupted stage ends its runs KILLED through the worker, and more signals often
+        # follow the first (`dvc` forwards one, then its own death sends another): hold them
+        # off while the worker finishes, for at most _CLOSE_TIMEOUT_S, then stop it.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             with contextlib.suppress(OSError):  # a worker already gone: its exit code tells
                 self._connection.send((Kind.CLOSE,))
-            while self._take_replies(wait=True):
-                pass
-        except KeyboardInterrupt:
-            # Interrupted again while the worker finishes: stop it rather than wait.
-            self._process.kill()
-            raise
+            deadline = time.monotonic() + _CLOSE_TIMEOUT_S
+            while time.monotonic() < deadline:
+                if self._connection.poll(0.5) and not self._take_replies(wait=True):
+                    break
+                if self._process.poll() is not None and not self._connection.poll():
+                    break
+            else:
+                self._process.kill()
+                self.error = self.error or (
+                    f"the MLflow tracking worker did not finish within {_CLOSE_TIMEOUT_S} s"
+                )
         finally:
             self._process.wait()
             self._connection.close()
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         if self._process.returncode != 0 and self.error is None:
             self.error = self._exit_message()
 
@@ -244,6 +286,7 @@ class _Worker:
                 kind, payload = self._connection.recv()
                 if kind is Kind.RUN_IDS:
                     self._run_ids.update(payload)
+                    self._answered = True
                 elif kind is Kind.ERROR:
                     self.error = payload
         except (EOFError, OSError):
@@ -288,13 +331,22 @@ def stage_run(
     will_log_model : the stage will call ``log_linear_model``: the worker then does MLflow's
         one-off preparation of model saving while the stage computes.
 
-    The store is checked first (an unreachable or refusing one is a TrackingError within
-    seconds); the run itself is created and logged by the tracking worker (package docstring).
+    Before the block runs, the store has proved it can write: a SQLite file took a write (in a
+    rolled-back transaction); any other store answered (checked over plain HTTP within seconds)
+    and the tracking worker has created the run and logged its params. So a store that refuses
+    this client costs seconds, never the stage's work. Then the worker
+    ends, in the background, the runs of this host whose processes are gone
+    (``cifarlab.tracking.store.sweep``).
     """
     if not experiment:
         raise ConfigError("tracking.experiment must be a non-empty string")
     uri = tracking_uri()
-    check_tracking_uri(uri)
+    check_tracking_uri(uri, experiment=experiment)
+    # A SQLite store proves here in milliseconds that it can write; any other store proves it
+    # by the worker creating the run, which the block waits for (seconds: MLflow's import).
+    db = sqlite_path(uri)
+    if db is not None:
+        probe_sqlite(db)
     worker = _Worker(uri)
     try:
         run = worker.new_run(
@@ -304,9 +356,13 @@ def stage_run(
             experiment,
             data_md5,
             os.environ.get("DVC_EXP_NAME"),
-            will_log_model,
         )
         with _ending(run):
+            if db is None:
+                run.run_id  # noqa: B018  (waits for the worker: the run exists, the store writes)
+            worker.send(Kind.AFTER_OPEN, run._handle, stage)
+            if will_log_model:
+                worker.send(Kind.PREPARE_MODEL)
             yield run
     except BaseException:
         worker.close()  # the block's error is the one to raise

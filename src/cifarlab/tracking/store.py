@@ -7,6 +7,7 @@ import contextlib
 import os
 import sqlite3
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / DB_NAME}"
 
 
-def _sqlite_path(uri: str) -> Path | None:
+def sqlite_path(uri: str) -> Path | None:
     prefix = "sqlite:///"
     return Path(uri[len(prefix) :].split("?")[0]) if uri.startswith(prefix) else None
 
@@ -52,7 +53,7 @@ def open_store(uri: str, *, check: bool = True) -> Any:
 
     if check:
         check_tracking_uri(uri)
-    db = _sqlite_path(uri)
+    db = sqlite_path(uri)
     if db is None:
         # The MLflow client retries a failing request for minutes by default.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -63,14 +64,37 @@ def open_store(uri: str, *, check: bool = True) -> Any:
     if "?" not in uri:
         uri = f"{uri}?timeout=60"
     with FileLock(f"{db}.lock", timeout=300):
-        fresh = not db.exists()
-        if fresh:
-            with contextlib.closing(sqlite3.connect(db)) as connection:
-                connection.execute("PRAGMA journal_mode=WAL")
-        client = MlflowClient(uri)
-        if fresh:
-            client.search_experiments(max_results=1)  # creates the tables under the lock
-    return client
+        if not db.exists():
+            _create_sqlite_store(db)
+        return MlflowClient(uri)
+
+
+def _create_sqlite_store(db: Path) -> None:
+    """Create MLflow's tables in a file beside ``db`` and rename it into place, so a process
+    killed while MLflow builds them (its migrations take a second) leaves no half-made store.
+    Built in rollback-journal mode, so the renamed file holds everything; WAL is switched on
+    after."""
+    from mlflow import MlflowClient
+
+    fd, name = tempfile.mkstemp(prefix=f".{db.name}.", suffix=".creating", dir=db.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        MlflowClient(f"sqlite:///{tmp}").search_experiments(max_results=1)  # creates the tables
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # an ordinary file, not mkstemp's 0600
+        # A link, not a rename: a store another MLflow client created meanwhile is kept.
+        try:
+            os.link(tmp, db)
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links
+            os.replace(tmp, db)
+    finally:
+        tmp.unlink(missing_ok=True)
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
 
 
 def experiment_id(client: Any, name: str) -> str:
@@ -78,11 +102,13 @@ def experiment_id(client: Any, name: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    # Artifacts next to the SQLite store, by absolute path, so runs from `dvc exp run`
-    # workspaces (other working directories) land in the same place.
+    # Artifacts next to a SQLite store, by absolute path: runs from `dvc exp run` workspaces and
+    # from other clones sharing the store land beside it, not in whichever working directory
+    # happened to create the experiment. A server decides for itself.
     location = None
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        location = (project_root() / ARTIFACTS_DIR).as_uri()
+    db = sqlite_path(getattr(client, "tracking_uri", None) or tracking_uri())
+    if db is not None:
+        location = (db.parent / ARTIFACTS_DIR).as_uri()
     try:
         return client.create_experiment(name, artifact_location=location)
     except Exception:
@@ -131,3 +157,71 @@ def _describe(run: Any) -> dict[str, Any]:
         "tags": dict(run.data.tags),
         "start_time": run.info.start_time,
     }
+
+
+#: Tags that name the process running a stage's run (children inherit them): what ``sweep``
+#: checks to tell a run whose process is gone from one still running.
+HOST_TAG, PROCESS_TAG = "cifarlab.host", "cifarlab.process"
+
+
+def sweep(client: Any, experiment_ids: list[str]) -> list[str]:
+    """End KILLED every RUNNING run of ``experiment_ids`` started on this host by a process
+    that no longer exists (a stage killed outright, with its tracking worker). Returns their
+    ids. Runs of other hosts are left alone: their processes cannot be checked from here."""
+    import socket
+
+    from cifarlab.process import identity
+
+    if not experiment_ids:
+        return []
+    host = socket.gethostname().replace("'", "")
+    runs = client.search_runs(
+        experiment_ids,
+        filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'",
+        max_results=5000,
+    )
+    swept = []
+    for run in runs:
+        process = run.data.tags.get(PROCESS_TAG, "")
+        pid = process.split(":")[0]
+        if not pid.isdigit() or identity(int(pid)) == process:
+            continue
+        client.set_tag(
+            run.info.run_id,
+            "cifarlab.error",
+            f"its process ({process} on {host}) ended without ending the run",
+        )
+        client.set_terminated(run.info.run_id, "KILLED")
+        swept.append(run.info.run_id)
+    return swept
+
+
+def sweep_store() -> list[str]:
+    """:func:`sweep` over every experiment of the project's store (``cifarlab runs sweep``)."""
+    client = open_store(tracking_uri())
+    return sweep(client, [e.experiment_id for e in client.search_experiments()])
+
+
+def probe_sqlite(db: Path) -> None:
+    """Prove in milliseconds, without MLflow, that the SQLite store ``db`` can take a write: it
+    is a database (or will be created in a writable folder), and a write in a transaction that
+    is rolled back succeeds. Raises TrackingError naming the file."""
+    import sqlite3
+
+    from cifarlab.errors import TrackingError
+
+    if not db.exists():
+        if not os.access(db.parent if db.parent.exists() else Path.cwd(), os.W_OK):
+            raise TrackingError(f"cannot create the MLflow store {db}: its folder is not writable")
+        return
+    try:
+        connection = sqlite3.connect(db, timeout=60, isolation_level=None)
+        try:
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("CREATE TABLE cifarlab_write_probe (x)")
+            connection.execute("ROLLBACK")
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        raise TrackingError(f"the MLflow store {db} cannot take a write: {exc}") from None

@@ -1,20 +1,26 @@
-"""The tracking worker: ``python -m cifarlab.tracking.worker FD URI``, started by ``stage_run``.
+"""The tracking worker: ``python -m cifarlab.tracking.worker FD``, started by ``stage_run``.
 
 It reads the stage's messages (``cifarlab.tracking.messages``) from the socket ``FD`` and carries
-them out against the MLflow store at ``URI``, in order, until the stage closes its tracking.
+them out against the MLflow store whose URI the stage put in the environment
+(``WORKER_URI_VARIABLE``), in order, until the stage closes its tracking.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import os
+import shutil
+import socket
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from cifarlab.lineage import workspace_fingerprint
+from cifarlab.process import identity
 from cifarlab.tracking import store
-from cifarlab.tracking.messages import Kind
+from cifarlab.tracking.messages import WORKER_URI_VARIABLE, Kind
 from cifarlab.tracking.models import log_linear_model, prepare_model_logging
 
 # MLflow's own limit on metrics per log_batch call.
@@ -42,23 +48,31 @@ class _Recorder:
         experiment: str,
         data_md5: str | None,
         exp_name: str | None,
-        will_log_model: bool,
     ) -> None:
         tags = {
             "cifarlab.stage": stage,
+            # The stage's process (this worker's parent), for sweep.
+            store.HOST_TAG: socket.gethostname(),
+            store.PROCESS_TAG: identity(os.getppid()),
             "mlflow.source.git.commit": store.git_commit(Path.cwd()),
             "mlflow.source.name": f"stages/{stage}.py",
         }
-        if Path("dvc.yaml").is_file():
-            tags["dvc.stage_hash"] = workspace_fingerprint(stage)
         if data_md5:
             tags["cifarlab.data_md5"] = data_md5
         if exp_name:
             tags["dvc.exp_name"] = exp_name
         self._create(handle, store.experiment_id(self._client, experiment), stage, tags)
         self.params(handle, params)
-        if will_log_model:
-            prepare_model_logging()
+
+    def after_open(self, handle: int, stage: str) -> None:
+        """What can wait until the stage computes: the DVC stage fingerprint (it hashes the
+        stage's inputs, hundreds of MB) and the sweep of runs left by dead processes."""
+        if Path("dvc.yaml").is_file():
+            self.tags(handle, {"dvc.stage_hash": workspace_fingerprint(stage)})
+        store.sweep(self._client, sorted(set(self._experiment_ids.values())))
+
+    def prepare_model(self) -> None:
+        prepare_model_logging()
 
     def child(self, handle: int, parent: int, run_name: str) -> None:
         if parent not in self._inherited_tags:
@@ -117,13 +131,15 @@ class _Recorder:
             self.metrics(child, record["metrics"], 0, timestamp)
         self.end(child, "FINISHED" if record["error"] is None else "FAILED", record["error"])
 
-    def model(self, handle: int, model_file: str, example: Any, artifact_path: str) -> None:
-        log_linear_model(
-            self._client, self.run_ids[handle], Path(model_file), example, artifact_path
-        )
+    def model(
+        self, handle: int, model_file: str, name: str, example: Any, artifact_path: str
+    ) -> None:
+        with _named(model_file, name) as path:
+            log_linear_model(self._client, self.run_ids[handle], path, example, artifact_path)
 
-    def artifact(self, handle: int, path: str, artifact_path: str | None) -> None:
-        self._client.log_artifact(self.run_ids[handle], path, artifact_path)
+    def artifact(self, handle: int, path: str, name: str, artifact_path: str | None) -> None:
+        with _named(path, name) as named:
+            self._client.log_artifact(self.run_ids[handle], str(named), artifact_path)
 
     def end(self, handle: int, status: str, error: str | None) -> None:
         run_id = self.run_ids[handle]
@@ -140,6 +156,30 @@ class _Recorder:
                 self.end(handle, status, error)
 
 
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """``Type: first line of the message``, cut to ``limit`` characters: a store may answer with
+    a whole HTML page, which belongs in no error line."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0] if lines else ''}".strip()
+    return text if len(text) <= limit else f"{text[:limit]}…"
+
+
+@contextlib.contextmanager
+def _named(path: str, name: str) -> Any:
+    """``path`` as a file called ``name`` (MLflow logs a file under its own name): a hard link
+    in a temporary folder when the names differ (a staged output), a copy across devices."""
+    if Path(path).name == name:
+        yield Path(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="cifarlab-artifact-") as tmp:
+        named = Path(tmp) / name
+        try:
+            os.link(path, named)
+        except OSError:
+            shutil.copyfile(path, named)
+        yield named
+
+
 def _handlers(recorder: _Recorder) -> dict[Kind, Callable[..., None]]:
     """The recorder's method for each request kind but RUN_ID and CLOSE (``_serve`` answers
     those itself)."""
@@ -154,6 +194,8 @@ def _handlers(recorder: _Recorder) -> dict[Kind, Callable[..., None]]:
         Kind.MODEL: recorder.model,
         Kind.ARTIFACT: recorder.artifact,
         Kind.END: recorder.end,
+        Kind.AFTER_OPEN: recorder.after_open,
+        Kind.PREPARE_MODEL: recorder.prepare_model,
     }
 
 
@@ -195,17 +237,16 @@ def _serve(fd: int, uri: str) -> None:
             handlers[kind](*args)
         except Exception as exc:
             failed = True
-            message = f"MLflow tracking failed ({kind.value}): {type(exc).__name__}: {exc}"
+            message = f"MLflow tracking failed ({kind.value}): {_one_line(exc)}"
             if recorder is not None:
                 recorder.end_open_runs("FAILED", message)
             connection.send((Kind.ERROR, message))
 
 
 if __name__ == "__main__":
-    import os
     import sys
 
-    _serve(int(sys.argv[1]), sys.argv[2])
+    _serve(int(sys.argv[1]), os.environ[WORKER_URI_VARIABLE])
     # Everything is stored (each MLflow call above returned after storing): skip the
     # interpreter's shutdown, whose MLflow and SQLAlchemy exit handlers take ~0.7 s that the
     # stage would wait for.
