@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,39 @@ class Project:
         return f"sqlite:///{self.root / 'mlflow.db'}"
 
 
+# One bytecode and Numba cache for every project copy of a test session (set by the
+# session fixture below): each copy would otherwise compile the k-NN kernels again, about
+# 10 s per copy. Sharing is safe: both caches check the source file's mtime and size (copies
+# keep them; an edited copy's module is compiled again) and Numba also the function's code.
+_SHARED_PYCACHE: Path | None = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_pycache(tmp_path_factory):
+    global _SHARED_PYCACHE
+    _SHARED_PYCACHE = tmp_path_factory.mktemp("pycache")
+    yield
+    _SHARED_PYCACHE = None
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left_behind(request):
+    """After a test that has a tmp_path, SIGKILL what still runs in it (a failed test's stage,
+    search workers, a DVC queue worker): left alive, they would slow every later test."""
+    if "tmp_path" not in request.fixturenames or not sys.platform.startswith("linux"):
+        yield
+        return
+    root = request.getfixturevalue("tmp_path").resolve()
+    yield
+    for cwd in Path("/proc").glob("[0-9]*/cwd"):
+        try:
+            where = Path(os.readlink(cwd))
+            if (root in where.parents or where == root) and int(cwd.parent.name) != os.getpid():
+                os.kill(int(cwd.parent.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+
+
 def copy_project(root: Path) -> Project:
     """A fresh git repository at ``root`` holding the pipeline's files, committed."""
     root.mkdir(parents=True)
@@ -92,6 +126,12 @@ def copy_project(root: Path) -> Project:
         else:
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, root / name)
+    if _SHARED_PYCACHE is not None:
+        for init in (root / "src").rglob("__init__.py"):
+            package = init.parent
+            shared = _SHARED_PYCACHE / package.relative_to(root)
+            shared.mkdir(parents=True, exist_ok=True)
+            (package / "__pycache__").symlink_to(shared, target_is_directory=True)
     proj = Project(root)
     proj.run("git", "init", "-q", "-b", "main")
     proj.commit("project copy")
@@ -114,8 +154,14 @@ QUICK_PARAMS = {
         "seed": 0,
     },
     "svm": {"epochs": 3},
-    "svm_tune": {"learning_rates": [1.0e-7, 1.0e-6], "regs": [1.0e2, 1.0e4]},
-    "resources": {"memory_budget_mb": 64},
+    # A 2 x 2 grid searched by two worker processes.
+    "svm_tune": {
+        "method": "grid",
+        "learning_rates": [1.0e-7, 1.0e-6],
+        "regs": [1.0e2, 1.0e4],
+        "batch_sizes": [16],
+    },
+    "resources": {"memory_budget_mb": 64, "n_jobs": 2},
 }
 
 

@@ -41,10 +41,10 @@ def _describe(exc: BaseException) -> str:
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's ``main`` with its outputs staged, and stop it if ``dvc`` dies."""
     from cifarlab import io
-    from cifarlab.process import die_with_parent
+    from cifarlab.process import die_with_caller
 
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    die_with_parent(signal.SIGTERM)
+    die_with_caller(signal.SIGTERM)
     debug = os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     try:
         with io.staged_outputs():

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import sys
 import threading
 import time
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+# Shells that may run a stage's command line (`dvc` runs it as `$SHELL -c "<cmd>"`).
+_SHELLS = frozenset({"sh", "dash", "bash", "zsh", "ksh", "mksh", "fish", "busybox"})
 
 
 def die_with_parent(signum: int = signal.SIGTERM) -> None:
@@ -41,6 +44,65 @@ def die_with_parent(signum: int = signal.SIGTERM) -> None:
         os.kill(os.getpid(), signum)
 
     threading.Thread(target=watch, name="cifarlab-parent-watch", daemon=True).start()
+
+
+def die_with_caller(signum: int = signal.SIGTERM) -> None:
+    """Like ``die_with_parent``, and also when the process that ran the shell running this one
+    dies.
+
+    ``dvc`` runs a stage as ``$SHELL -c "python stages/<stage>.py"``. bash replaces itself with
+    the command, but dash (Debian's and Ubuntu's ``/bin/sh``, the shell of a user or container
+    whose ``SHELL`` is unset) does not: the stage's parent is then a shell that outlives a
+    killed ``dvc``. When the parent is a shell running a command line (``-c``), its own parent
+    is watched as well.
+    """
+    die_with_parent(signum)
+    parent = os.getppid()
+    argv = _argv(parent)
+    if not argv or os.path.basename(argv[0]).lstrip("-") not in _SHELLS or "-c" not in argv:
+        return
+    caller = _parent_of(parent)
+    if caller is not None and caller > 1:
+        _watch(caller, signum)
+
+
+def _argv(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _watch(pid: int, signum: int) -> None:
+    """Send ``signum`` to this process when ``pid`` ends (at once if it already has)."""
+    try:
+        handle = os.pidfd_open(pid)  # Linux 5.3+: readable once the process has ended
+    except ProcessLookupError:
+        os.kill(os.getpid(), signum)
+        return
+    except (OSError, AttributeError):
+        handle = None
+    known = identity(pid)
+
+    def watch() -> None:
+        if handle is not None:
+            select.select([handle], [], [])
+            os.close(handle)
+        else:
+            while identity(pid) == known:
+                time.sleep(0.5)
+        os.kill(os.getpid(), signum)
+
+    threading.Thread(target=watch, name="cifarlab-caller-watch", daemon=True).start()
 
 
 def identity(pid: int | None = None) -> str:

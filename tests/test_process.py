@@ -1,0 +1,58 @@
+"""cifarlab.process: a stage never outlives the process that ran it, shell in between or not."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+STAGE = """
+import os, time
+from cifarlab.process import die_with_caller
+die_with_caller()
+print(os.getpid(), os.getppid(), flush=True)
+time.sleep(60)
+"""
+# What dvc does: run the stage's command line through a shell, and wait for it.
+CALLER = """
+import subprocess, sys
+subprocess.run([sys.argv[1], "-c", f"{sys.executable} {sys.argv[2]}"])
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("shell", ["/bin/sh", "/bin/bash"])
+def test_a_stage_dies_with_the_process_that_ran_its_shell(tmp_path, shell):
+    (tmp_path / "stage.py").write_text(STAGE)
+    (tmp_path / "caller.py").write_text(CALLER)
+    caller = subprocess.Popen(
+        [sys.executable, str(tmp_path / "caller.py"), shell, str(tmp_path / "stage.py")],
+        stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        stage, parent = map(int, caller.stdout.readline().split())
+        caller.send_signal(signal.SIGKILL)  # no handler runs: only the kernel can tell
+        caller.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while not _gone(stage):
+            assert time.monotonic() < deadline, f"the stage outlived its caller ({shell})"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(caller.pid, signal.SIGKILL)
+    # The case the shell walk is for: /bin/sh (dash) stays the stage's parent.
+    if os.path.realpath(shell).endswith("dash"):
+        assert parent != caller.pid
