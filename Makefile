@@ -13,7 +13,7 @@ DATA_MD5 ?=
 data_url = $(if $(findstring ://,$(DATA_URL)),$(DATA_URL),$(abspath $(DATA_URL)))
 
 .PHONY: venv repro test test-quick ui lint bench clean-venv server server-stop server-status \
-        server-add-user
+        server-add-user plots
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -39,11 +39,31 @@ test: $(STAMP)
 test-quick: $(STAMP)
 	$(VENV)/bin/python -m pytest -m "not e2e"
 
+# DVC's plots as one page that renders offline: dvc_plots/index.html. EXP=<experiment or rev>
+# overlays the workspace and it (`dvc plots diff`); EXP="a b" compares those two revisions.
+PLOTS_PAGE := .dvc/tmp/plots_offline.html
+EXP ?=
+
+$(PLOTS_PAGE): .dvc/plots/offline.html scripts/offline_plots_template.py $(STAMP)
+	$(VENV)/bin/python scripts/offline_plots_template.py $< $@
+
+plots: $(PLOTS_PAGE)
+	rm -rf dvc_plots  # DVC leaves the images of earlier revisions there
+ifeq ($(EXP),)
+	dvc plots show --html-template $(PLOTS_PAGE) -o dvc_plots
+else
+	dvc plots diff $(EXP) --html-template $(PLOTS_PAGE) -o dvc_plots
+endif
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# The MLflow UI on the project's store: prints the runs page (saved view "cifarlab: compare":
+# test accuracies, key params, DVC experiment, pipeline run as columns) and opens it in a browser
+# when there is one. Another port: make ui UI_PORT=5001
+UI_PORT ?= 5000
 ui: $(STAMP)
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+	$(VENV)/bin/python -m cifarlab.tracking.dashboard --host 127.0.0.1 --port $(UI_PORT)
 
 # The team's MLflow tracking server (PostgreSQL + served artifacts) on 127.0.0.1:5000.
 # Settings: scripts/tracking-server.sh; then export MLFLOW_TRACKING_URI=http://127.0.0.1:5000

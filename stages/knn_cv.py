@@ -3,13 +3,14 @@
 from cifarlab import io
 from cifarlab.cli import run_stage
 from cifarlab.data.prepared import load_split
-from cifarlab.knn.cv import cross_validation
+from cifarlab.knn.cv import cross_validation, cv_summary
 from cifarlab.knn.plots import cv_figure
 from cifarlab.params import load_params
 from cifarlab.plots import save_figure
 from cifarlab.tracking import stage_run
 
 TABLE, PLOT = "reports/knn_cv.csv", "reports/plots/knn_cv.png"
+SUMMARY = "reports/knn_cv_summary.csv"  # mean accuracy: k, then one column per distance
 # The choice alone is what knn_evaluate depends on: a change of the CV scores that keeps the
 # same k and distance does not score the test split again.
 CHOICE, SCORES = "reports/knn_choice.json", "reports/knn_cv.json"
@@ -37,6 +38,7 @@ def main() -> None:
             memory_budget_bytes=resources["memory_budget_mb"] << 20,
         )
         io.write_text(TABLE, table.to_csv(index=False))
+        io.write_text(SUMMARY, cv_summary(table).to_csv(index=False))
         io.write_json(CHOICE, {"distance": choice["distance"], "k": choice["k"]})
         scores = {"cv_accuracy": choice["mean_accuracy"], "cv_accuracy_std": choice["std_accuracy"]}
         io.write_json(SCORES, scores)
@@ -51,8 +53,14 @@ def main() -> None:
                         "cv_accuracy_std": rows["accuracy"].std(ddof=0),
                     }
                 )
-        run.log_params({"chosen.distance": choice["distance"], "chosen.k": choice["k"]})
-        run.log_metrics({"cv_accuracy": choice["mean_accuracy"]})
+        run.set_tags({"knn.chosen_distance": choice["distance"]})  # outputs, not params
+        run.log_metrics(
+            {
+                "cv_accuracy": choice["mean_accuracy"],
+                "cv_accuracy_std": choice["std_accuracy"],
+                "chosen_k": choice["k"],
+            }
+        )
         print(
             f"knn_cv: best {choice['distance']} k={choice['k']} "
             f"cv accuracy {choice['mean_accuracy']:.4f} ± {choice['std_accuracy']:.4f}"

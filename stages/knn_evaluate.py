@@ -3,11 +3,22 @@
 from cifarlab import io
 from cifarlab.cli import run_stage
 from cifarlab.data.prepared import concatenate, load_split
+from cifarlab.evaluation.metrics import evaluate_predictions
+from cifarlab.evaluation.neighbors import neighbors_examples
+from cifarlab.evaluation.outputs import EvaluationFiles, write_evaluation
 from cifarlab.knn.estimator import KNearestNeighbor
 from cifarlab.params import load_params
+from cifarlab.plots import save_figure
 from cifarlab.tracking import stage_run
 
 CHOICE, RESULT = "reports/knn_choice.json", "reports/knn_test.json"
+FILES = EvaluationFiles(
+    "reports/knn_predictions.csv",
+    "reports/knn_per_class.csv",
+    "reports/plots/knn_confusion.png",
+    "reports/plots/knn_misclassified.png",
+)
+NEIGHBORS = "reports/plots/knn_neighbors.png"
 
 
 def main() -> None:
@@ -17,26 +28,30 @@ def main() -> None:
     meta = io.read_json("data/prepared/meta.json")
     with stage_run(
         "knn_evaluate",
-        {"chosen": choice, "resources": resources},
+        {"knn": choice, "resources": resources},
         experiment=params["tracking"]["experiment"],
         data_md5=meta["archive_md5"],
     ) as run:
         # k-NN has nothing to tune on val, so its reference set is all 50,000 training images.
-        reference = concatenate(*(load_split(f"data/prepared/{s}.npz") for s in ("train", "val")))
+        ref = concatenate(*(load_split(f"data/prepared/{s}.npz") for s in ("train", "val")))
         test = load_split("data/prepared/test.npz")
-        model = KNearestNeighbor(
-            k=choice["k"],
-            distance=choice["distance"],
-            memory_budget_bytes=resources["memory_budget_mb"] << 20,
-            progress=True,
-        )
-        accuracy = float(model.fit(reference.X, reference.y).score(test.X, test.y))
-        io.write_json(RESULT, {"test_accuracy": accuracy, **choice})
-        run.log_metrics({"test_accuracy": accuracy})
-        print(
-            f"knn_evaluate: k-NN ({choice['distance']}, k={choice['k']}) test accuracy "
-            f"{accuracy:.4f}"
-        )
+        budget = resources["memory_budget_mb"] << 20
+        k, distance = choice["k"], choice["distance"]
+        model = KNearestNeighbor(k, distance, memory_budget_bytes=budget, progress=True)
+        predicted = model.fit(ref.X, ref.y).predict(test.X)  # the only prediction of the test set
+        evaluation = evaluate_predictions(test.y, predicted, meta["class_names"])
+        name = f"k-NN ({distance.upper()}, k={k})"
+        write_evaluation(FILES, evaluation, test.X, name)
+        figure = neighbors_examples(
+            ref.X, ref.y, test.X, test.y, predicted, meta["class_names"], k=k,
+            distance=distance, memory_budget_bytes=budget,
+        )  # fmt: skip
+        save_figure(figure, NEIGHBORS)
+        io.write_json(RESULT, {"test_accuracy": evaluation.accuracy, "distance": distance, "k": k})
+        run.log_metrics(evaluation.metrics())
+        for path in [*FILES.paths(), NEIGHBORS]:
+            run.log_artifact(path)
+        print(f"knn_evaluate: {name} test accuracy {evaluation.accuracy:.4f}")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 """Stage svm_train: the final linear model with the hyperparameters chosen on val."""
 
-import pandas as pd
-
 from cifarlab import io
 from cifarlab.cli import run_stage
 from cifarlab.data.prepared import load_split
-from cifarlab.linear.classifier import save_linear_model, train_linear
+from cifarlab.linear.classifier import (
+    epoch_message,
+    save_linear_model,
+    train_linear,
+    training_tables,
+)
 from cifarlab.linear.plots import templates_figure, training_figure
 from cifarlab.params import linear_hyperparameters, load_params
 from cifarlab.plots import save_figure
@@ -13,6 +16,7 @@ from cifarlab.tracking import stage_run
 
 MODEL, SUMMARY = "data/models/svm.npz", "reports/svm_train.json"
 LOSS_CSV, PLOT = "reports/svm_loss.csv", "reports/plots/svm_loss.png"
+EPOCHS_CSV = "reports/svm_epochs.csv"
 TEMPLATES = "reports/plots/svm_templates.png"
 
 
@@ -26,20 +30,27 @@ def main() -> None:
     meta = io.read_json("data/prepared/meta.json")
     with stage_run(
         "svm_train",
-        {"svm": svm, "chosen": choice},
+        {"svm": {**svm, **searched}},  # the hyperparameters it trains with
         experiment=params["tracking"]["experiment"],
         data_md5=meta["archive_md5"],
         will_log_model=True,
     ) as run:
         train, val = load_split("data/prepared/train.npz"), load_split("data/prepared/val.npz")
         with run.epoch_logger() as log_epoch:  # loss and accuracies logged as training runs
-            model, summary = train_linear(train, val, hyper, on_epoch_end=log_epoch)
+
+            def on_epoch_end(epoch, step_losses, train_acc, val_acc):
+                log_epoch(epoch, step_losses, train_acc, val_acc)
+                line = epoch_message(epoch, hyper["epochs"], step_losses, train_acc, val_acc)
+                print(f"svm_train: {line}", flush=True)
+
+            model, summary = train_linear(train, val, hyper, on_epoch_end=on_epoch_end)
         # Nothing is written before training has succeeded.
         save_linear_model(MODEL, model)
         run.log_linear_model(MODEL, input_example=val.X[:2])  # stored while the figures render
         curves = [model.loss_history_, model.train_accuracy_history_, model.val_accuracy_history_]
-        steps = pd.DataFrame({"step": range(len(curves[0])), "loss": curves[0]})
+        steps, epochs = training_tables(model)
         io.write_text(LOSS_CSV, steps.to_csv(index=False))
+        io.write_text(EPOCHS_CSV, epochs.to_csv(index=False))
         title = f"{hyper['loss']} loss, lr={hyper['learning_rate']:g} reg={hyper['reg']:g}"
         save_figure(training_figure(*curves, title=title, best_epoch=model.best_epoch_), PLOT)
         save_figure(templates_figure(model.W_, meta["class_names"], title), TEMPLATES)

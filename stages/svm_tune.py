@@ -1,10 +1,15 @@
 """Stage svm_tune: grid or random search over learning rate x reg x batch size, scored on val."""
 
+import sys
+import time
+
+from tqdm import tqdm
+
 from cifarlab import io
 from cifarlab.cli import run_stage
 from cifarlab.data.prepared import load_split
 from cifarlab.linear.plots import search_figure
-from cifarlab.linear.search import linear_search, linear_search_trials
+from cifarlab.linear.search import linear_search, linear_search_trials, progress_message
 from cifarlab.params import linear_hyperparameters, load_params
 from cifarlab.plots import save_figure
 from cifarlab.tracking import stage_run
@@ -26,20 +31,27 @@ def main() -> None:
     ) as run:
         train, val = load_split("data/prepared/train.npz"), load_split("data/prepared/val.npz")
 
-        def track_trial(trial):
-            run.log_trial(trial)
-            outcome = "diverged" if trial.error else f"val accuracy {trial.val_accuracy:.4f}"
-            print(f"svm_tune: {trial.name} {outcome} ({trial.seconds:.1f} s)", flush=True)
+        started = time.monotonic()
+        # A bar on stderr (done / total, time left) and one line per trial on stdout.
+        with tqdm(total=len(trials), desc="svm_tune", unit="trial", leave=False) as bar:
 
-        table, best = linear_search(
-            train, val, trials, n_jobs=resources["n_jobs"], on_trial=track_trial
-        )
+            def track_trial(trial):
+                run.log_trial(trial)
+                bar.update()
+                elapsed = time.monotonic() - started
+                line = progress_message(trial, bar.n, len(trials), elapsed)
+                bar.write(f"svm_tune: {line}", file=sys.stdout)
+                sys.stdout.flush()  # the line shows now, also when stdout is a pipe
+
+            table, best = linear_search(
+                train, val, trials, n_jobs=resources["n_jobs"], on_trial=track_trial
+            )
         io.write_text(TABLE, table.to_csv(index=False))
         save_figure(search_figure(table, f"{svm['loss']} loss, {tune['method']} search"), PLOT)
         io.write_json(CHOICE, best)
         run.log_artifact(PLOT)
-        run.log_params({f"chosen.{k}": best[k] for k in ("learning_rate", "reg", "batch_size")})
-        run.log_metrics({"val_accuracy": best["val_accuracy"]})
+        chosen = {f"chosen_{k}": best[k] for k in ("learning_rate", "reg", "batch_size")}
+        run.log_metrics({"val_accuracy": best["val_accuracy"], **chosen})  # outputs, not params
         print(
             f"svm_tune: best learning_rate={best['learning_rate']:g} reg={best['reg']:g} "
             f"batch_size={best['batch_size']} val accuracy {best['val_accuracy']:.4f}"

@@ -23,10 +23,36 @@ PROJECT_FILES = [
     ".dvcignore",
     ".dvc/config",
     ".dvc/.gitignore",
+    ".dvc/plots",
     ".gitignore",
     "stages",
     "src",
 ]
+
+# The pipeline's stages, in dvc.yaml's order.
+STAGES = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+
+# Debian's Chromium, driven by Playwright: no browser is ever downloaded.
+CHROMIUM = "/usr/bin/chromium"
+
+
+def chromium_launch_args(what: str) -> list[str]:
+    """Playwright's launch arguments for CHROMIUM. Without it (or Playwright) ``what`` is
+    skipped on a workstation and fails in CI (`CI` set: .ci/run installs the package)."""
+    import importlib.util
+
+    missing = None
+    if not os.path.isfile(CHROMIUM):
+        missing = f"{CHROMIUM} is missing (apt-get install chromium)"
+    elif importlib.util.find_spec("playwright") is None:
+        missing = "playwright is not installed (pip install -e '.[dev]')"
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{what} needs a browser in CI: {missing}")
+        pytest.skip(f"no browser for {what}: {missing}")
+    # As root Chromium refuses its sandbox; /dev/shm is small in containers.
+    return ["--disable-dev-shm-usage"] + (["--no-sandbox"] if os.geteuid() == 0 else [])
+
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "cifarlab tests",

@@ -164,3 +164,49 @@ def test_every_dependency_exists_or_is_produced():
     for name, spec in PIPELINE.items():
         for dep in _paths(spec.get("deps")):
             assert dep in produced or (REPO / dep).exists(), f"{name}: missing dependency {dep}"
+
+
+TOP_LEVEL_PLOTS = yaml.safe_load((REPO / "dvc.yaml").read_text()).get("plots", [])
+
+
+def test_the_summary_is_the_only_metrics_file():
+    # `dvc exp show` / `dvc metrics diff` then open on the test accuracies, not on choices.
+    metrics = [(name, m) for name, spec in PIPELINE.items() for m in _paths(spec.get("metrics"))]
+    assert metrics == [("summarize", "reports/metrics.json")]
+
+
+@pytest.mark.parametrize("stage", list(PIPELINE))
+def test_no_uncached_plain_out_so_the_run_cache_works(stage):
+    # DVC keeps no run-cache entry for a stage with an uncached plain output.
+    for entry in PIPELINE[stage].get("outs", []):
+        if isinstance(entry, dict):
+            ((path, props),) = entry.items()
+            assert props.get("cache", True), f"{stage}: {path} is an uncached out"
+
+
+def _templates():
+    for spec in PIPELINE.values():
+        for entry in spec.get("plots", []):
+            if isinstance(entry, dict):
+                yield from (props.get("template") for props in entry.values() if props)
+    for entry in TOP_LEVEL_PLOTS:
+        yield from (props.get("template") for props in entry.values())
+
+
+def test_every_plot_template_is_built_in_or_in_dvc_plots():
+    from dvc_render.vega_templates import TEMPLATES
+
+    built_in = {cls.DEFAULT_NAME for cls in TEMPLATES}
+    for template in set(_templates()) - {None}:
+        custom = REPO / ".dvc" / "plots" / f"{template}.json"
+        assert template in built_in or custom.is_file(), f"unknown plot template {template}"
+
+
+def test_top_level_plots_read_files_a_stage_produces():
+    produced = {
+        p for spec in PIPELINE.values() for key in ("outs", "plots") for p in _paths(spec.get(key))
+    }
+    for entry in TOP_LEVEL_PLOTS:
+        ((name, props),) = entry.items()
+        for path in props["y"]:
+            assert path in produced, f"plot {name} reads {path}, which no stage writes"

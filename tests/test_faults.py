@@ -43,8 +43,10 @@ def prepared(project, *, n_train=60, epochs=3):
     reports = project.root / "reports"
     reports.mkdir(exist_ok=True)
     (reports / "knn_test.json").write_text('{"test_accuracy": 0.3, "distance": "l1", "k": 5}')
+    (reports / "knn_cv.json").write_text('{"cv_accuracy": 0.29, "cv_accuracy_std": 0.01}')
     (reports / "svm_test.json").write_text('{"test_accuracy": 0.4}')
-    summary = {"val_accuracy": 0.41, "learning_rate": 1e-6, "reg": 100.0, "loss": "hinge"}
+    summary = {"val_accuracy": 0.41, "learning_rate": 1e-6, "reg": 100.0, "loss": "hinge",
+               "batch_size": 16}
     (reports / "svm_train.json").write_text(json.dumps(summary))
     project.set_params(
         svm={"epochs": epochs},

@@ -13,7 +13,12 @@ from cifarlab.data.prepared import Split
 from cifarlab.errors import ConfigError, TrainingDiverged
 from cifarlab.linear import search
 from cifarlab.linear.classifier import LinearClassifier, train_linear
-from cifarlab.linear.search import linear_search, linear_search_trials
+from cifarlab.linear.search import (
+    TrialResult,
+    linear_search,
+    linear_search_trials,
+    progress_message,
+)
 from cifarlab.linear.sgd import single_blas_thread
 from cifarlab.params import SECTIONS, check_values, linear_hyperparameters
 
@@ -209,3 +214,26 @@ def test_svm_and_svm_tune_sections_become_trials():
     assert [(t["learning_rate"], t["reg"], t["batch_size"]) for t in grid] == [
         (1e-6, 100.0, 100), (1e-6, 100.0, 200),
     ]  # fmt: skip
+
+
+def _trial(index=7, error=None):
+    return TrialResult(
+        index=index,
+        hyperparameters={"learning_rate": 1e-6, "reg": 100.0, "batch_size": 16},
+        loss_history=np.array([2.0, 1.0]) if error is None else np.zeros(0),
+        train_accuracy_history=np.array([0.5]) if error is None else np.zeros(0),
+        val_accuracy_history=np.array([0.39125]) if error is None else np.zeros(0),
+        best_epoch=0,
+        seconds=21.34,
+        error=error,
+    )
+
+
+def test_progress_message_says_trials_done_and_time_left():
+    line = progress_message(_trial(), done=3, total=24, elapsed=30.0)
+    # 10 s a trial so far, 21 to go.
+    assert line.startswith("3/24 trials done, 3:30 left; trial 7: ")
+    assert line.endswith("val accuracy 0.3912 (21.3 s)")
+    assert "1:00:00 left" in progress_message(_trial(), done=1, total=2, elapsed=3600.0)
+    assert "0:00 left" in progress_message(_trial(), done=24, total=24, elapsed=99.0)
+    assert " diverged (21.3 s)" in progress_message(_trial(error="loss is nan"), 1, 2, 1.0)

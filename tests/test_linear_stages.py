@@ -17,6 +17,7 @@ OUTPUTS = {
         "data/models/svm.npz",
         "reports/svm_train.json",
         "reports/svm_loss.csv",
+        "reports/svm_epochs.csv",
         "reports/plots/svm_loss.png",
         "reports/plots/svm_templates.png",
     ],
@@ -43,11 +44,15 @@ def prepared(project, loss="hinge"):
 
 
 def runs_by_name(project):
+    """Stage runs by their stage (the ``cifarlab.stage`` tag), child runs by their name."""
     from mlflow import MlflowClient
 
     client = MlflowClient(project.tracking_uri)
     experiment = client.get_experiment_by_name("cifarlab")
-    return {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    return {
+        r.info.run_name if "mlflow.parentRunId" in r.data.tags else r.data.tags["cifarlab.stage"]: r
+        for r in client.search_runs([experiment.experiment_id])
+    }
 
 
 def assert_failed_cleanly(project, proc, stage):

@@ -7,15 +7,11 @@ import json
 import numpy as np
 import pytest
 from archive_builder import build_archive, records_to_bytes, serve_directory
-from conftest import MIRROR, QUICK_PARAMS, REPO
+from conftest import MIRROR, QUICK_PARAMS, REPO, STAGES
 from test_dvc_yaml import code_closure
 
 pytestmark = pytest.mark.e2e
 
-STAGES = [
-    "download", "prepare", "knn_cv", "svm_tune", "svm_train", "knn_evaluate", "svm_evaluate",
-    "summarize",
-]  # fmt: skip
 
 
 def mlflow_runs(project):
@@ -43,9 +39,11 @@ def test_repro_end_to_end_then_force_is_identical(project, served_archive):
 
     metrics = json.loads((project.root / "reports/metrics.json").read_text())
     assert set(metrics) == {"knn", "svm"}
-    assert set(metrics["knn"]) == {"test_accuracy", "distance", "k"}
-    assert set(metrics["svm"]) == {"test_accuracy", "val_accuracy", "learning_rate", "reg"}
-    assert metrics["knn"]["distance"] in ("l1", "l2") and metrics["knn"]["k"] in (1, 3, 5)
+    assert list(metrics["knn"]) == ["test_accuracy", "cv_accuracy"]
+    assert list(metrics["svm"]) == ["test_accuracy", "val_accuracy"]
+    choices = json.loads((project.root / "reports/choices.json").read_text())
+    assert choices["knn"]["distance"] in ("l1", "l2") and choices["knn"]["k"] in (1, 3, 5)
+    assert set(choices["svm"]) == {"loss", "learning_rate", "reg", "batch_size"}
     for model in ("knn", "svm"):
         assert 0.0 <= metrics[model]["test_accuracy"] <= 1.0
 
@@ -66,7 +64,16 @@ def test_repro_end_to_end_then_force_is_identical(project, served_archive):
         "reports/plots/svm_loss.png",
         "reports/plots/svm_templates.png",
         "reports/plots/svm_tune.png",
-    ]:
+        "reports/knn_cv_summary.csv",
+        "reports/svm_epochs.csv",
+        "reports/choices.json",
+        "reports/index.html",
+    ] + [
+        f"reports/{name}"
+        for model in ("knn", "svm")
+        for name in (f"{model}_predictions.csv", f"{model}_per_class.csv",
+                     f"plots/{model}_confusion.png", f"plots/{model}_misclassified.png")
+    ] + ["reports/plots/knn_neighbors.png"]:
         assert (project.root / path).is_file(), path
     counts = (project.root / "reports/class_counts.csv").read_text().splitlines()
     assert counts[0] == "class,train,val,test" and len(counts) == 11
@@ -118,15 +125,28 @@ def test_repro_end_to_end_then_force_is_identical(project, served_archive):
         summary["epochs_run"]
     )
     artifacts = {a.path for a in client.list_artifacts(train_run.info.run_id)}
-    assert {"model", "svm_loss.png", "svm_templates.png"} <= artifacts
-    model_files = {a.path for a in client.list_artifacts(train_run.info.run_id, "model")}
-    assert {"model/MLmodel", "model/code", "model/data"} <= model_files
+    assert {"svm_loss.png", "svm_templates.png"} <= artifacts
+    logged = [
+        m for m in client.search_logged_models([train_run.info.experiment_id])
+        if m.source_run_id == train_run.info.run_id
+    ]  # fmt: skip
+    assert [m.name for m in logged] == ["model"]
+    model_files = {a.path for a in client.list_logged_model_artifacts(logged[0].model_id)}
+    assert {"MLmodel", "code", "data"} <= model_files
+    assert client.search_model_versions(f"run_id = '{train_run.info.run_id}'")  # registered
+    # One `dvc repro`: one pipeline run shared by all its stages.
+    assert len({parents[s][0].data.tags["cifarlab.pipeline_run"] for s in STAGES}) == 1
     summary_run = parents["summarize"][0]
     assert summary_run.data.metrics["knn_test_accuracy"] == metrics["knn"]["test_accuracy"]
     assert summary_run.data.metrics["svm_test_accuracy"] == metrics["svm"]["test_accuracy"]
     for model in ("knn", "svm"):
         run = parents[f"{model}_evaluate"][0]
         assert run.data.metrics["test_accuracy"] == metrics[model]["test_accuracy"]
+    # The report page links the stage runs and is logged on its own run.
+    page = (project.root / "reports/index.html").read_text()
+    assert summary_run.info.run_id in page
+    report_artifacts = client.list_artifacts(parents["report"][0].info.run_id)
+    assert {a.path for a in report_artifacts} == {"index.html"}
     # Settings that cannot change a result are recorded on the runs, though no DVC params.
     assert parents["knn_cv"][0].data.params["resources.memory_budget_mb"] == "64"
     assert parents["svm_tune"][0].data.params["resources.n_jobs"] == "2"
@@ -152,7 +172,7 @@ def test_repro_end_to_end_then_force_is_identical(project, served_archive):
         for r in exp_runs
         if "mlflow.parentRunId" not in r.data.tags
     }
-    assert set(exp_stages) == {"svm_tune", "svm_train", "svm_evaluate", "summarize"}
+    assert set(exp_stages) == {"svm_tune", "svm_train", "svm_evaluate", "summarize", "report"}
     assert all(r.info.status == "FINISHED" for r in exp_stages.values())
     assert exp_stages["svm_train"].data.params["svm.loss"] == "softmax"
     assert not list((project.root / ".dvc" / "tmp").rglob("mlflow.db"))

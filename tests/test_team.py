@@ -23,15 +23,11 @@ from pathlib import Path
 
 import pytest
 from archive_builder import build_archive
-from conftest import QUICK_PARAMS, REPO, Project, copy_project
+from conftest import QUICK_PARAMS, REPO, STAGES, Project, copy_project
 
 pytestmark = pytest.mark.e2e
 
 SERVER_SCRIPT = REPO / "scripts" / "tracking-server.sh"
-STAGES = [
-    "download", "prepare", "knn_cv", "svm_tune", "svm_train", "knn_evaluate", "svm_evaluate",
-    "summarize",
-]  # fmt: skip
 
 
 def free_port() -> int:
@@ -353,7 +349,7 @@ def test_queued_experiments_in_parallel_lose_and_duplicate_no_run(tmp_path, arch
     # Each experiment changed svm.epochs only: exactly the stages that read it ran, once.
     assert per_experiment == Counter({(name, stage): 1 for name in names
                                       for stage in ("svm_tune", "svm_train", "svm_evaluate",
-                                                    "summarize")}), (
+                                                    "summarize", "report")}), (
         per_experiment)
     assert all(r.info.status == "FINISHED" for r in parents)
 

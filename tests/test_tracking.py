@@ -24,6 +24,7 @@ from cifarlab.linear.classifier import LinearClassifier, save_linear_model
 def store(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)  # run names end in "workspace"
     monkeypatch.chdir(tmp_path)
     return MlflowClient(uri)
 
@@ -43,7 +44,7 @@ def test_stage_run_records_params_tags_metrics_and_series(store, monkeypatch):
         with run.child("lr=1e-07", {"learning_rate": 1e-7}) as child:
             child.log_metrics({"val_accuracy": 0.3})
     runs = {r.info.run_name: r for r in _runs(store)}
-    parent, child = runs["svm_train"], runs["lr=1e-07"]
+    parent, child = runs["svm_train · linear · brisk-lark"], runs["lr=1e-07"]
     assert parent.info.status == "FINISHED" and child.info.status == "FINISHED"
     assert parent.data.params == {"svm.reg": "25000.0", "svm.epochs": "3"}
     assert parent.data.tags["cifarlab.stage"] == "svm_train"
@@ -124,6 +125,7 @@ def test_linear_model_is_a_pyfunc_model_of_raw_images(store, tmp_path):
     (outputs,) = loaded.metadata.signature.outputs.inputs
     assert (inputs.type, inputs.shape) == (np.dtype(np.uint8), (-1, 3072))
     assert (outputs.type, outputs.shape) == (np.dtype(np.int64), (-1,))
+    (tmp_path / "dl").mkdir()
     local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "dl")))
     assert (local / "input_example.json").is_file()
     assert (local / "code" / "cifarlab" / "serving.py").is_file()
@@ -194,7 +196,8 @@ def test_log_trial_makes_a_child_run_finished_or_failed(store):
     assert child_ok.data.params["trial"] == "0"
     assert child_ok.data.metrics["best_val_accuracy"] == 0.35
     assert child_ok.data.tags["cifarlab.data_md5"] == "cd" * 16
-    assert child_ok.data.tags["mlflow.parentRunId"] == runs["svm_tune"].info.run_id
+    parent = runs["svm_tune · linear · workspace"]
+    assert child_ok.data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert len(store.get_metric_history(child_ok.info.run_id, "loss")) == 3
     assert child_bad.data.tags["cifarlab.error"].startswith("training diverged")
 

@@ -128,3 +128,19 @@ def identity(pid: int | None = None) -> str:
     except PermissionError:
         pass
     return f"{pid}:"
+
+
+def caller(pid: int | None = None) -> int | None:
+    """The process that ran ``pid`` (this one by default): its parent, or, when the parent is a
+    shell running a command line (``sh -c``, as ``dvc`` runs a stage), the shell's parent.
+    None if it cannot be told (the parent is gone, or ``/proc`` is missing).
+    """
+    pid = os.getpid() if pid is None else pid
+    parent = _parent_of(pid)
+    if parent is None or parent <= 1:
+        return None
+    argv = _argv(parent)
+    if argv and os.path.basename(argv[0]).lstrip("-") in _SHELLS and "-c" in argv:
+        above = _parent_of(parent)
+        return above if above is not None and above > 1 else None
+    return parent

@@ -14,7 +14,7 @@ from cifarlab.errors import ConfigError
 from cifarlab.knn.neighbors import _kneighbors, _vote
 from cifarlab.params import DISTANCES, KNN, SECTIONS, check_values
 
-__all__ = ["COLUMNS", "cross_validate", "cross_validation", "select_best"]
+__all__ = ["COLUMNS", "cross_validate", "cross_validation", "cv_summary", "select_best"]
 
 #: The columns of a cross-validation table, one row per (distance, k, fold).
 COLUMNS = ("distance", "k", "fold", "accuracy")
@@ -182,3 +182,23 @@ def select_best(cv_table: pd.DataFrame) -> dict[str, Any]:
     tied = [s for s in stats if s[2] >= top - 1e-12]
     distance, k, mean, std = min(tied, key=lambda s: (s[1], DISTANCES.index(s[0])))
     return {"distance": distance, "k": k, "mean_accuracy": mean, "std_accuracy": std}
+
+
+def cv_summary(cv_table: pd.DataFrame) -> pd.DataFrame:
+    """Mean accuracy over folds, one row per k and one column per distance.
+
+    cv_table : DataFrame with the columns :data:`COLUMNS` (one row per distance, k and fold).
+    Returns a DataFrame of shape (n_k, 1 + len(DISTANCES)): ``k`` (ascending), then one float
+    column per known distance (``l1``, ``l2``), NaN (an empty CSV cell) for a distance not
+    cross-validated: the wide layout DVC draws as one line per distance
+    (``reports/knn_cv_summary.csv``), whose plot definition names both columns.
+    """
+    columns = getattr(cv_table, "columns", None)
+    if columns is None or any(c not in columns for c in COLUMNS):
+        raise ConfigError(f"cv_table must be a DataFrame with columns {COLUMNS}")
+    for distance in dict.fromkeys(cv_table["distance"]):
+        KNN["distance"].check("cv_table distance", distance)
+    means = cv_table.pivot_table(index="k", columns="distance", values="accuracy", aggfunc="mean")
+    means = means.reindex(columns=list(DISTANCES)).sort_index()
+    means.columns.name = None
+    return means.reset_index()

@@ -8,11 +8,13 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.metaestimators import available_if
@@ -314,3 +316,35 @@ def _without_pickle(values: np.ndarray) -> np.ndarray:
     column names from pandas, all strings or all numbers: scikit-learn's validation refuses
     mixed ones) becomes the str or number array of the same values."""
     return np.asarray(values.tolist()) if values.dtype == object else values
+
+
+def training_tables(model: LinearClassifier) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The curves of a fitted model as the tables DVC plots.
+
+    Returns ``steps`` of shape (n_steps_, 2), columns step, loss (one row per SGD step), and
+    ``epochs`` of shape (n_epochs_, 3), columns epoch, train_accuracy, val_accuracy (one row
+    per epoch, counted from 0 like ``best_epoch_`` and the MLflow steps; val_accuracy empty
+    (NaN) when the model was fit without val).
+    """
+    check_is_fitted(model)
+    losses = model.loss_history_
+    steps = pd.DataFrame({"step": np.arange(len(losses)), "loss": losses})
+    train_acc, val_acc = model.train_accuracy_history_, model.val_accuracy_history_
+    if len(val_acc) != len(train_acc):
+        val_acc = np.full(len(train_acc), np.nan)
+    epochs = pd.DataFrame(
+        {"epoch": np.arange(len(train_acc)), "train_accuracy": train_acc, "val_accuracy": val_acc}
+    )
+    return steps, epochs
+
+
+def epoch_message(
+    epoch: int, epochs: int, step_losses: np.ndarray, train_acc: float, val_acc: float | None
+) -> str:
+    """One progress line for ``on_epoch_end``: ``epoch 3/20: loss 4.8123, train accuracy
+    0.3512, val accuracy 0.3390``. epoch counts from 0 (shown from 1); epochs : the most
+    epochs (training may stop earlier); step_losses : (n_steps,) the epoch's step losses, shown
+    as their mean."""
+    loss = float(np.mean(step_losses)) if len(step_losses) else math.nan
+    line = f"epoch {epoch + 1}/{epochs}: loss {loss:.4f}, train accuracy {train_acc:.4f}"
+    return line if val_acc is None else f"{line}, val accuracy {val_acc:.4f}"

@@ -3,19 +3,21 @@
 A message is a tuple ``(kind, *args)``, pickled over the socket; ``args`` are plain data (ints,
 strings, dicts, lists, a small array). Requests, stage → worker, with their args:
 
-    OPEN      handle, stage, params, experiment, data_md5, exp_name
-    CHILD     handle, parent handle, run_name
+    OPEN      handle, stage, params, experiment, data_md5, exp_name, opening: {run_name,
+              start_ms (the stage entered stage_run), pipeline_run, dataset (dict or None)}
+    CHILD     handle, parent handle, run_name, start_ms
     PARAMS    handle, {name: str}
     TAGS      handle, {name: str}
     METRICS   handle, {name: float}, step, timestamp_ms
     POINTS    handle, [(key, values, steps), ...], timestamp_ms
     TRIAL     handle, record (dict), timestamp_ms
-    MODEL     handle, model_file, name, input_example, artifact_path
+    MODEL     handle, model_file, name, input_example, artifact_path, registered_model_name
     ARTIFACT  handle, path, name, artifact_path
+    USE_MODEL handle, model_file          (the run evaluates the LoggedModel of that file)
     AFTER_OPEN  handle, stage             (the DVC stage fingerprint tag; end the runs of this
                                            host's dead processes KILLED)
     PREPARE_MODEL                         (MLflow's slow one-off work before a model save)
-    END       handle, status, error
+    END       handle, status, error, end_ms (when the stage ended the run)
     RUN_ID    handle                      (answered by RUN_IDS)
     CLOSE                                 (answered by RUN_IDS, then the worker exits)
 
@@ -45,6 +47,7 @@ class Kind(enum.Enum):
     TRIAL = "trial"
     MODEL = "model"
     ARTIFACT = "artifact"
+    USE_MODEL = "use_model"
     END = "end"
     AFTER_OPEN = "after_open"
     PREPARE_MODEL = "prepare_model"

@@ -16,10 +16,14 @@ from cifarlab import io
 from cifarlab.errors import ConfigError, TrackingError
 from cifarlab.tracking.connectivity import check_tracking_uri
 from cifarlab.tracking.messages import WORKER_URI_VARIABLE, Kind
+from cifarlab.tracking.naming import dataset_description, pipeline_run, run_name
 from cifarlab.tracking.store import probe_sqlite, sqlite_path, tracking_uri
 
 # How long a stage waits, at its end, for its tracking worker to store what it was sent.
 _CLOSE_TIMEOUT_S = 300
+#: The name the linear model is registered under in the MLflow model registry (one version per
+#: svm_train run that logs it).
+REGISTERED_MODEL_NAME = "cifarlab-linear"
 
 
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -102,6 +106,7 @@ class Run:
             "name": trial.name,
             "params": flatten({"trial": trial.index, **trial.hyperparameters}),
             "error": trial.error,
+            "seconds": float(trial.seconds),
         }
         if trial.error is None:
             record["curves"] = {
@@ -122,8 +127,12 @@ class Run:
         model_file: str | os.PathLike[str],
         input_example: Any,
         artifact_path: str = "model",
+        registered_model_name: str | None = REGISTERED_MODEL_NAME,
     ) -> None:
-        """Log a linear model as an MLflow pyfunc model under ``artifact_path``.
+        """Log a linear model with MLflow's model API as a pyfunc model named ``artifact_path``:
+        a LoggedModel of this run (the UI's Models tab), registered as a new version of
+        ``registered_model_name`` (None: not registered). The metrics this run logs with
+        ``log_metrics`` afterwards are linked to the model.
 
         model_file : the ``.npz`` of ``cifarlab.linear.classifier.save_linear_model``, written
             by this stage (the worker reads it before the stage's outputs are renamed into
@@ -144,7 +153,17 @@ class Run:
                 f"got {example.dtype} {example.shape}"
             )
         file, name = _existing(model_file)
-        self._worker.send(Kind.MODEL, self._handle, file, name, example, artifact_path)
+        self._worker.send(
+            Kind.MODEL, self._handle, file, name, example, artifact_path, registered_model_name
+        )
+
+    def use_model(self, model_file: str | os.PathLike[str]) -> None:
+        """This run evaluates the linear model saved in ``model_file``: when a run of this store
+        logged it (``log_linear_model``, found by the file's md5), it becomes this run's model
+        input and the metrics this run logs afterwards are linked to it (its row in the
+        Models tab shows them). A model never logged here is no error: nothing is linked."""
+        file, _ = _existing(model_file)
+        self._worker.send(Kind.USE_MODEL, self._handle, file)
 
     def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
         """Store the file at ``path`` (an output this stage wrote, or any file that stays
@@ -155,7 +174,7 @@ class Run:
     @contextlib.contextmanager
     def child(self, run_name: str, params: Mapping[str, Any] | None = None) -> Iterator[Run]:
         """A nested run (one candidate of a search), shown under this run in the UI."""
-        child = self._worker.new_run(Kind.CHILD, self._handle, run_name)
+        child = self._worker.new_run(Kind.CHILD, self._handle, run_name, _now_ms())
         with _ending(child):
             if params:
                 child.log_params(params)
@@ -307,13 +326,14 @@ def _ending(run: Run) -> Iterator[None]:
         yield
     except KeyboardInterrupt:
         with contextlib.suppress(TrackingError):  # the interrupt matters more
-            run._worker.send(Kind.END, run._handle, "KILLED", None)
+            run._worker.send(Kind.END, run._handle, "KILLED", None, _now_ms())
         raise
     except BaseException as exc:
         with contextlib.suppress(TrackingError):
-            run._worker.send(Kind.END, run._handle, "FAILED", f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {exc}"
+            run._worker.send(Kind.END, run._handle, "FAILED", error, _now_ms())
         raise
-    run._worker.send(Kind.END, run._handle, "FINISHED", None)
+    run._worker.send(Kind.END, run._handle, "FINISHED", None, _now_ms())
 
 
 @contextlib.contextmanager
@@ -324,10 +344,19 @@ def stage_run(
     experiment: str,
     data_md5: str | None = None,
     will_log_model: bool = False,
+    label: str | None = None,
+    dataset: Mapping[str, Any] | None = None,
 ) -> Iterator[Run]:
     """Open the MLflow run of one stage execution; end it FINISHED, FAILED or KILLED.
 
-    params : the stage's sections of params.yaml, logged flattened (``knn.k_choices`` …).
+    params : the stage's inputs: its sections of params.yaml and the choices it reads, logged
+        flattened as params (``knn.k_choices``, ``svm.loss`` …). Its outputs go to
+        ``Run.log_metrics`` (numbers) or ``Run.set_tags``.
+    data_md5 : the archive's md5: a ``cifarlab.data_md5`` tag and the run's dataset input
+        (``CIFAR-10``, digest = md5, source = ``data.url``, profile = the split sizes of
+        ``data/prepared/meta.json`` once prepared; ``dataset`` overrides those fields).
+    label : the model part of the run's name (default: from ``params``, see
+        ``cifarlab.tracking.naming.run_name``): ``"svm_train · hinge · <DVC experiment>"``.
     will_log_model : the stage will call ``log_linear_model``: the worker then does MLflow's
         one-off preparation of model saving while the stage computes.
 
@@ -337,9 +366,26 @@ def stage_run(
     this client costs seconds, never the stage's work. Then the worker
     ends, in the background, the runs of this host whose processes are gone
     (``cifarlab.tracking.store.sweep``).
+
+    The run starts when this block is entered and ends when it is left (times taken here, not
+    when the worker gets to them); it is tagged ``cifarlab.pipeline_run``, shared by the stages
+    of one ``dvc repro`` / ``dvc exp run``.
     """
+    start_ms = _now_ms()
     if not experiment:
         raise ConfigError("tracking.experiment must be a non-empty string")
+    flat = flatten(params)
+    exp_name = os.environ.get("DVC_EXP_NAME")
+    description = None
+    if data_md5 or dataset:
+        description = dataset_description(data_md5 or "", stage, (dataset or {}).get("source"))
+        description.update({k: str(v) for k, v in (dataset or {}).items() if k != "source"})
+    opening = {
+        "run_name": run_name(stage, flat, exp_name, label),
+        "start_ms": start_ms,
+        "pipeline_run": pipeline_run(),
+        "dataset": description,
+    }
     uri = tracking_uri()
     check_tracking_uri(uri, experiment=experiment)
     # A SQLite store proves here in milliseconds that it can write; any other store proves it
@@ -352,10 +398,11 @@ def stage_run(
         run = worker.new_run(
             Kind.OPEN,
             stage,
-            flatten(params),
+            flat,
             experiment,
             data_md5,
-            os.environ.get("DVC_EXP_NAME"),
+            exp_name,
+            opening,
         )
         with _ending(run):
             if db is None:

@@ -20,8 +20,10 @@ from typing import Any
 from cifarlab.lineage import workspace_fingerprint
 from cifarlab.process import identity
 from cifarlab.tracking import store
+from cifarlab.tracking.dashboard import prepare_experiment
 from cifarlab.tracking.messages import WORKER_URI_VARIABLE, Kind
-from cifarlab.tracking.models import log_linear_model, prepare_model_logging
+from cifarlab.tracking.models import find_linear_model, log_linear_model, prepare_model_logging
+from cifarlab.tracking.naming import PIPELINE_TAG
 
 # MLflow's own limit on metrics per log_batch call.
 _BATCH = 1000
@@ -35,6 +37,8 @@ class _Recorder:
     def __init__(self, uri: str) -> None:
         self._client = store.open_store(uri, check=False)
         self.run_ids: dict[int, str] = {}
+        self._model_ids: dict[int, str] = {}  # handle -> the LoggedModel it logged
+        self._experiments: dict[str, str] = {}  # name -> id, prepared once
         self._experiment_ids: dict[int, str] = {}
         self._inherited_tags: dict[int, dict[str, str]] = {}
         self.open_runs: list[int] = []
@@ -48,9 +52,11 @@ class _Recorder:
         experiment: str,
         data_md5: str | None,
         exp_name: str | None,
+        opening: dict[str, Any],
     ) -> None:
         tags = {
             "cifarlab.stage": stage,
+            PIPELINE_TAG: opening["pipeline_run"],
             # The stage's process (this worker's parent), for sweep.
             store.HOST_TAG: socket.gethostname(),
             store.PROCESS_TAG: identity(os.getppid()),
@@ -61,8 +67,24 @@ class _Recorder:
             tags["cifarlab.data_md5"] = data_md5
         if exp_name:
             tags["dvc.exp_name"] = exp_name
-        self._create(handle, store.experiment_id(self._client, experiment), stage, tags)
+        if experiment not in self._experiments:
+            self._experiments[experiment] = prepare_experiment(
+                self._client, experiment, best_effort=True
+            )
+        self._create(
+            handle, self._experiments[experiment], opening["run_name"], tags, opening["start_ms"]
+        )
         self.params(handle, params)
+        if opening["dataset"]:
+            self._log_dataset(handle, opening["dataset"])
+
+    def _log_dataset(self, handle: int, description: dict[str, Any]) -> None:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        fields = ("name", "digest", "source_type", "source", "profile")
+        dataset = Dataset(**{key: description[key] for key in fields})
+        context = InputTag("mlflow.data.context", description["context"])
+        self._client.log_inputs(self.run_ids[handle], [DatasetInput(dataset, [context])])
 
     def after_open(self, handle: int, stage: str) -> None:
         """What can wait until the stage computes: the DVC stage fingerprint (it hashes the
@@ -74,17 +96,19 @@ class _Recorder:
     def prepare_model(self) -> None:
         prepare_model_logging()
 
-    def child(self, handle: int, parent: int, run_name: str) -> None:
+    def child(self, handle: int, parent: int, run_name: str, start_ms: int) -> None:
         if parent not in self._inherited_tags:
             parent_tags = self._client.get_run(self.run_ids[parent]).data.tags
             self._inherited_tags[parent] = {
                 k: v for k, v in parent_tags.items() if k.startswith("cifarlab.")
             }
         tags = {"mlflow.parentRunId": self.run_ids[parent], **self._inherited_tags[parent]}
-        self._create(handle, self._experiment_ids[parent], run_name, tags)
+        self._create(handle, self._experiment_ids[parent], run_name, tags, start_ms)
 
-    def _create(self, handle: int, experiment_id: str, name: str, tags: dict[str, str]) -> None:
-        run = self._client.create_run(experiment_id, run_name=name, tags=tags)
+    def _create(
+        self, handle: int, experiment_id: str, name: str, tags: dict[str, str], start_ms: int
+    ) -> None:
+        run = self._client.create_run(experiment_id, start_time=start_ms, run_name=name, tags=tags)
         self.run_ids[handle] = run.info.run_id
         self._experiment_ids[handle] = experiment_id
         self.open_runs.append(handle)
@@ -102,7 +126,18 @@ class _Recorder:
         self._client.log_batch(self.run_ids[handle], tags=[RunTag(k, v) for k, v in tags.items()])
 
     def metrics(self, handle: int, metrics: dict[str, float], step: int, timestamp: int) -> None:
-        self.points(handle, [(k, [v], [step]) for k, v in metrics.items()], timestamp)
+        """Single values; after the run logged a model, linked to it (its Models tab row)."""
+        if handle not in self._model_ids:
+            self.points(handle, [(k, [v], [step]) for k, v in metrics.items()], timestamp)
+            return
+        from mlflow.entities import Metric
+
+        model_id = self._model_ids[handle]
+        items = [
+            Metric(k, float(v), timestamp, step, model_id=model_id) for k, v in metrics.items()
+        ]
+        for start in range(0, len(items), _BATCH):
+            self._client.log_batch(self.run_ids[handle], metrics=items[start : start + _BATCH])
 
     def points(
         self,
@@ -123,30 +158,54 @@ class _Recorder:
 
     def trial(self, handle: int, record: dict[str, Any], timestamp: int) -> None:
         child = next(self._own_handles)
-        self.child(child, handle, record["name"])
+        # The trial ran for its `seconds` until the stage heard of it.
+        start = timestamp - int(record.get("seconds", 0.0) * 1000)
+        self.child(child, handle, record["name"], start)
         self.params(child, record["params"])
         if record["error"] is None:
             curves = record["curves"].items()
             self.points(child, [(k, v, range(len(v))) for k, v in curves], timestamp)
             self.metrics(child, record["metrics"], 0, timestamp)
-        self.end(child, "FINISHED" if record["error"] is None else "FAILED", record["error"])
+        status = "FINISHED" if record["error"] is None else "FAILED"
+        self.end(child, status, record["error"], timestamp)
 
     def model(
-        self, handle: int, model_file: str, name: str, example: Any, artifact_path: str
+        self,
+        handle: int,
+        model_file: str,
+        name: str,
+        example: Any,
+        artifact_path: str,
+        registered_model_name: str | None,
     ) -> None:
         with _named(model_file, name) as path:
-            log_linear_model(self._client, self.run_ids[handle], path, example, artifact_path)
+            self._model_ids[handle] = log_linear_model(
+                self._client,
+                self.run_ids[handle],
+                path,
+                example,
+                artifact_path,
+                registered_model_name,
+            )
+
+    def use_model(self, handle: int, model_file: str) -> None:
+        from mlflow.entities import LoggedModelInput
+
+        found = find_linear_model(self._client, self._experiment_ids[handle], model_file)
+        if found is not None:
+            self._client.log_inputs(self.run_ids[handle], models=[LoggedModelInput(found)])
+            self._model_ids[handle] = found
 
     def artifact(self, handle: int, path: str, name: str, artifact_path: str | None) -> None:
         with _named(path, name) as named:
             self._client.log_artifact(self.run_ids[handle], str(named), artifact_path)
 
-    def end(self, handle: int, status: str, error: str | None) -> None:
+    def end(self, handle: int, status: str, error: str | None, end_ms: int | None = None) -> None:
         run_id = self.run_ids[handle]
         if error is not None:
             with contextlib.suppress(Exception):  # the status matters more than the tag
                 self._client.set_tag(run_id, "cifarlab.error", error[:_ERROR_TAG_CHARS])
-        self._client.set_terminated(run_id, status)
+        self._client.set_terminated(run_id, status, end_time=end_ms)
         self.open_runs.remove(handle)
 
     def end_open_runs(self, status: str, error: str) -> None:
@@ -193,6 +252,7 @@ def _handlers(recorder: _Recorder) -> dict[Kind, Callable[..., None]]:
         Kind.TRIAL: recorder.trial,
         Kind.MODEL: recorder.model,
         Kind.ARTIFACT: recorder.artifact,
+        Kind.USE_MODEL: recorder.use_model,
         Kind.END: recorder.end,
         Kind.AFTER_OPEN: recorder.after_open,
         Kind.PREPARE_MODEL: recorder.prepare_model,
@@ -243,9 +303,22 @@ def _serve(fd: int, uri: str) -> None:
             connection.send((Kind.ERROR, message))
 
 
+def _quiet_logging() -> None:
+    """Keep MLflow's INFO chatter (creating the store's tables, alembic's migrations, checking
+    the model's input example) out of the stage's output; its warnings and errors still show.
+    Before MLflow is imported: it reads ``MLFLOW_LOGGING_LEVEL`` once, on import."""
+    import logging
+
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    level = getattr(logging, os.environ["MLFLOW_LOGGING_LEVEL"].upper(), logging.WARNING)
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(level)
+
+
 if __name__ == "__main__":
     import sys
 
+    _quiet_logging()
     _serve(int(sys.argv[1]), os.environ[WORKER_URI_VARIABLE])
     # Everything is stored (each MLflow call above returned after storing): skip the
     # interpreter's shutdown, whose MLflow and SQLAlchemy exit handlers take ~0.7 s that the
