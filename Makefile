@@ -15,10 +15,16 @@ data_url = $(if $(findstring ://,$(DATA_URL)),$(DATA_URL),$(abspath $(DATA_URL))
 .PHONY: venv repro test test-quick ui lint bench clean-venv server server-stop server-status \
         server-add-user plots
 
+# Says what it installs: the first time takes minutes (about 160 packages, 1 GB).
 $(STAMP): pyproject.toml requirements.lock
+	@echo "make venv: $(VENV) with $$($(PYTHON) --version 2>&1)"
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	@echo "make venv: installing cifarlab and its pinned dependencies (requirements.lock):" \
+	  "numpy, numba, pandas, scikit-learn, matplotlib, dvc, mlflow, jinja2, vl-convert, pytest," \
+	  "playwright … (a few minutes the first time)"
 	$(VENV)/bin/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	@echo "make venv: done ($$($(VENV)/bin/python -m pip list 2>/dev/null | tail -n +3 | wc -l) packages)"
 	touch $@
 
 venv: $(STAMP)
