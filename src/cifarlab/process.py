@@ -57,13 +57,9 @@ def die_with_caller(signum: int = signal.SIGTERM) -> None:
     is watched as well.
     """
     die_with_parent(signum)
-    parent = os.getppid()
-    argv = _argv(parent)
-    if not argv or os.path.basename(argv[0]).lstrip("-") not in _SHELLS or "-c" not in argv:
-        return
-    caller = _parent_of(parent)
-    if caller is not None and caller > 1:
-        _watch(caller, signum)
+    found = caller()
+    if found is not None and found != os.getppid():
+        _watch(found, signum)
 
 
 def _argv(pid: int) -> list[str]:
