@@ -13,7 +13,7 @@ DATA_MD5 ?=
 data_url = $(if $(findstring ://,$(DATA_URL)),$(DATA_URL),$(abspath $(DATA_URL)))
 
 .PHONY: venv repro test test-quick ui lint bench clean-venv server server-stop server-status \
-        server-add-user plots
+        server-add-user plots optuna-dashboard
 
 # Says what it installs: the first time takes minutes (about 160 packages, 1 GB).
 $(STAMP): pyproject.toml requirements.lock
@@ -70,6 +70,14 @@ lint: $(STAMP)
 UI_PORT ?= 5000
 ui: $(STAMP)
 	$(VENV)/bin/python -m cifarlab.tracking.dashboard --host 127.0.0.1 --port $(UI_PORT)
+
+# optuna-dashboard on the searches' study storage (CIFARLAB_STUDY_STORAGE, default optuna.db here):
+# every svm_tune study, its trials, intermediate values and pruning, beside the MLflow UI.
+OPTUNA_PORT ?= 8080
+optuna-dashboard: $(STAMP)
+	@url=$$($(VENV)/bin/python -c 'from cifarlab.tuning.storage import storage_url; print(storage_url())'); \
+	  echo "optuna-dashboard: $$url on http://127.0.0.1:$(OPTUNA_PORT)"; \
+	  $(VENV)/bin/optuna-dashboard --host 127.0.0.1 --port $(OPTUNA_PORT) "$$url"
 
 # The team's MLflow tracking server (PostgreSQL + served artifacts) on 127.0.0.1:5000.
 # Settings: scripts/tracking-server.sh; then export MLFLOW_TRACKING_URI=http://127.0.0.1:5000

@@ -2,7 +2,11 @@
 # A team MLflow tracking server: PostgreSQL (Debian's package) for runs, artifacts served by the
 # server itself, listening on 127.0.0.1 unless told otherwise.
 #
-#   scripts/tracking-server.sh start | stop | status | uri | add-user NAME
+#   scripts/tracking-server.sh start | stop | status | uri | study-uri | add-user NAME
+#
+# The same PostgreSQL holds the Optuna studies of svm_tune's searches, in their own database
+# `optuna` of their own role `optuna` (no access to MLflow's): `study-uri` prints the URL to put in
+# CIFARLAB_STUDY_STORAGE. Its password is in the state folder's pgpass, as MLflow's is.
 #
 # Settings (environment):
 #   CIFARLAB_SERVER_DIR   state folder: database cluster, artifacts, logs (default .tracking-server)
@@ -11,7 +15,10 @@
 #   CIFARLAB_SERVER_PORT  its port (default 5000)
 #   CIFARLAB_SERVER_ALLOWED_HOSTS  more names or addresses (comma-separated; IPv6 in brackets;
 #                         `*` patterns allowed) clients may reach the server by, e.g. a DNS alias
-#   CIFARLAB_PG_PORT      PostgreSQL's port, always on 127.0.0.1 (default 5433)
+#   CIFARLAB_PG_PORT      PostgreSQL's port (default 5433)
+#   CIFARLAB_PG_HOST      address PostgreSQL listens on (default 127.0.0.1; 0.0.0.0: every interface,
+#                         so that workers on other machines join searches, with the optuna role's
+#                         password; MLflow's role stays loopback-only)
 #   CIFARLAB_SERVER_AUTH  1: MLflow's basic-auth app; needs MLFLOW_AUTH_ADMIN_PASSWORD the first time
 #   CIFARLAB_SERVER_DEFAULT_PERMISSION  with auth, what every user may do in every experiment
 #                         (no explicit grant): EDIT (default: create and log runs), READ, USE,
@@ -33,6 +40,7 @@ dir=${CIFARLAB_SERVER_DIR:-$here/.tracking-server}
 host=${CIFARLAB_SERVER_HOST:-127.0.0.1}
 port=${CIFARLAB_SERVER_PORT:-5000}
 pg_port=${CIFARLAB_PG_PORT:-5433}
+pg_host=${CIFARLAB_PG_HOST:-127.0.0.1}
 auth=${CIFARLAB_SERVER_AUTH:-0}
 default_permission=${CIFARLAB_SERVER_DEFAULT_PERMISSION:-EDIT}
 workers=${CIFARLAB_SERVER_WORKERS:-2}
@@ -67,9 +75,10 @@ as_pg() {
 
 pg() { as_pg "$(pg_bindir)/$1" "${@:2}"; }
 
-# The password is only in pgpass (host:port:database:user:password, libpq's format).
-password() { cut -d: -f5 "$PGPASSFILE"; }
+# The passwords are only in pgpass (host:port:database:user:password, libpq's format).
+password() { awk -F: -v u="${1:-mlflow}" '$4 == u { print $5; exit }' "$PGPASSFILE"; }
 backend_uri() { echo "postgresql+psycopg2://mlflow@127.0.0.1:$pg_port/mlflow"; }
+study_uri() { echo "postgresql+psycopg2://optuna@127.0.0.1:$pg_port/optuna"; }
 wildcard_host() { case $host in 0.0.0.0 | :: | "[::]") return 0 ;; *) return 1 ;; esac; }
 # The URI for clients on this machine.
 uri() {
@@ -151,16 +160,47 @@ init_cluster() {
     || die "initdb failed, see $dir/initdb.log"
 }
 
+# Other machines reach PostgreSQL (CIFARLAB_PG_HOST=0.0.0.0) as the optuna role only.
+remote_access() {
+  local hba=$pgdata/pg_hba.conf line
+  for line in "host optuna optuna 0.0.0.0/0 scram-sha-256" "host optuna optuna ::/0 scram-sha-256"; do
+    as_pg grep -qxF "$line" "$hba" || echo "$line" | as_pg tee -a "$hba" >/dev/null
+  done
+}
+
+# The role and database of the Optuna studies (also added to a cluster made by an older version).
+study_database() {
+  local q="psql -h 127.0.0.1 -p $pg_port -U mlflow -d postgres -tAc"
+  grep -q '^\*:\*:\*:optuna:' "$PGPASSFILE" \
+    || echo "*:*:*:optuna:$(python3 -c 'import secrets; print(secrets.token_hex(16))')" >>"$PGPASSFILE"
+  if ! $q "SELECT 1 FROM pg_roles WHERE rolname = 'optuna'" | grep -q 1; then
+    # The password travels on psql's standard input, never on a command line.
+    printf "CREATE ROLE optuna LOGIN PASSWORD '%s';\n" "$(password optuna)" \
+      | psql -h 127.0.0.1 -p "$pg_port" -U mlflow -d postgres -q -f - >/dev/null \
+      || die "could not create the optuna role"
+  fi
+  if ! $q "SELECT 1 FROM pg_database WHERE datname = 'optuna'" | grep -q 1; then
+    $q "CREATE DATABASE optuna OWNER optuna" >/dev/null || die "could not create the optuna database"
+  fi
+  $q "REVOKE CONNECT ON DATABASE mlflow FROM PUBLIC" >/dev/null  # optuna: its own database only
+}
+
 start_postgres() {
-  if pg pg_ctl -D "$pgdata" status >/dev/null 2>&1; then return 0; fi
+  if pg pg_ctl -D "$pgdata" status >/dev/null 2>&1; then study_database; return 0; fi
+  local listen=127.0.0.1
+  if [ "$pg_host" != 127.0.0.1 ]; then
+    remote_access
+    case $pg_host in 0.0.0.0 | :: | "[::]") listen='*' ;; *) listen="127.0.0.1,$pg_host" ;; esac
+  fi
   pg pg_ctl -D "$pgdata" -l "$dir/socket/postgres.log" -w -t 60 start \
-    -o "-p $pg_port -k $dir/socket -c listen_addresses=127.0.0.1" >/dev/null \
+    -o "-p $pg_port -k $dir/socket -c listen_addresses='$listen'" >/dev/null \
     || die "PostgreSQL did not start, see $dir/socket/postgres.log"
   if ! psql -h 127.0.0.1 -p "$pg_port" -U mlflow -d postgres -tAc \
       "SELECT 1 FROM pg_database WHERE datname = 'mlflow'" | grep -q 1; then
     psql -h 127.0.0.1 -p "$pg_port" -U mlflow -d postgres -qc "CREATE DATABASE mlflow" \
       || die "could not create the mlflow database"
   fi
+  study_database
 }
 
 server_pid() {
@@ -313,6 +353,7 @@ case "${1:-}" in
     if server_pid >/dev/null && healthy; then echo "running at $(uri)"; else echo "not running"; exit 3; fi
     ;;
   uri) uri ;;
+  study-uri) study_uri ;;
   add-user) add_user "${2:-}" ;;
-  *) die "usage: $0 start|stop|status|uri|add-user NAME" ;;
+  *) die "usage: $0 start|stop|status|uri|study-uri|add-user NAME" ;;
 esac

@@ -75,6 +75,7 @@ class Project:
             "DVC_NO_ANALYTICS": "true",
         }
         self.env.pop("MLFLOW_TRACKING_URI", None)
+        self.env.pop("CIFARLAB_STUDY_STORAGE", None)  # the copy's own optuna.db
 
     def run(
         self, *args: str, check: bool = True, timeout: float = 600
@@ -182,7 +183,7 @@ QUICK_PARAMS = {
     "svm": {"epochs": 3},
     # A 2 x 2 grid searched by two worker processes.
     "svm_tune": {
-        "method": "grid",
+        "sampler": "grid",
         "learning_rates": [1.0e-7, 1.0e-6],
         "regs": [1.0e2, 1.0e4],
         "batch_sizes": [16],

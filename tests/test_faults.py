@@ -51,7 +51,7 @@ def prepared(project, *, n_train=60, epochs=3):
     project.set_params(
         svm={"epochs": epochs},
         svm_tune={
-            "method": "grid", "learning_rates": [1.0e-7, 1.0e-6], "regs": [1.0e2],
+            "sampler": "grid", "learning_rates": [1.0e-7, 1.0e-6], "regs": [1.0e2],
             "batch_sizes": [16],
         },
         resources={"n_jobs": 2},

@@ -36,7 +36,7 @@ def prepared(project, loss="hinge"):
     project.set_params(
         svm={"loss": loss, "epochs": 3, "patience": None},
         svm_tune={
-            "method": "grid", "learning_rates": [1.0e-7, 1.0e30], "regs": [1.0e2],
+            "sampler": "grid", "learning_rates": [1.0e-7, 1.0e30], "regs": [1.0e2],
             "batch_sizes": [16],
         },
         resources={"n_jobs": 2},

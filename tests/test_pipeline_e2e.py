@@ -274,7 +274,7 @@ def test_repro_on_a_subset_of_the_mirror(project, tmp_path):
             split={"val_size": 500, "seed": 0},
             knn={"k_choices": [1, 5, 10], "folds": 3, "train_size": None},
             svm={"epochs": 5},
-            svm_tune={"method": "random", "n_trials": 4, "batch_sizes": [100, 200]},
+            svm_tune={"sampler": "random", "n_trials": 4, "batch_sizes": [100, 200]},
         )
         project.dvc("repro")
     metrics = json.loads((project.root / "reports/metrics.json").read_text())

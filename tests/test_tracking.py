@@ -178,24 +178,55 @@ def test_epoch_logger_streams_the_curves_of_a_fit(store):
         assert [(m.step, m.value) for m in logged] == list(enumerate(history.tolist()))
 
 
-def test_log_trial_makes_a_child_run_finished_or_failed(store):
-    from cifarlab.linear.search import TrialResult
+def _record(number, state, error=None, **histories):
+    from cifarlab.linear.search import TrialRecord
 
-    hyper = {"learning_rate": 1e-6, "reg": 100.0, "batch_size": 200, "loss": "hinge"}
-    ok = TrialResult(0, hyper, np.array([2.0, 1.0, 0.5]), np.array([0.3, 0.4]),
-                     np.array([0.25, 0.35]), 1, 1.5)  # fmt: skip
-    bad = TrialResult(1, dict(hyper, learning_rate=1.0), np.empty(0), np.empty(0), np.empty(0),
-                      -1, 0.1, "training diverged: the loss became inf at step 3")  # fmt: skip
+    empty = np.empty(0)
+    return TrialRecord(
+        number=number,
+        hyperparameters={"learning_rate": 1e-6 * (number + 1), "reg": 100.0, "batch_size": 200},
+        state=state,
+        loss_history=histories.get("loss", empty),
+        train_accuracy_history=histories.get("train", empty),
+        val_accuracy_history=histories.get("val", empty),
+        best_epoch=histories.get("best_epoch", -1),
+        seconds=1.5,
+        error=error,
+        worker="host:1",
+        retry_of=None,
+    )
+
+
+def test_log_trial_makes_a_child_run_per_optuna_state(store):
+    curves = dict(loss=np.array([2.0, 1.0, 0.5]), train=np.array([0.3, 0.4]),
+                  val=np.array([0.25, 0.35]), best_epoch=1)  # fmt: skip
+    ok = _record(0, "COMPLETE", **curves)
+    pruned = _record(1, "PRUNED", loss=np.array([2.0]), train=np.array([0.2]),
+                     val=np.array([0.1]), best_epoch=0)  # fmt: skip
+    bad = _record(2, "FAIL", "training diverged: the loss became inf at step 3")
+    killed = _record(3, "FAIL", val=np.array([0.2]))  # its worker died after one epoch
     with tracking.stage_run("svm_tune", {}, experiment="exp", data_md5="cd" * 16) as run:
-        run.log_trial(ok)
-        run.log_trial(bad)
+        for record in (ok, pruned, bad, killed):
+            run.log_trial(record)
     runs = {r.info.run_name: r for r in _runs(store)}
     child_ok, child_bad = runs[ok.name], runs[bad.name]
+    child_pruned, child_killed = runs[pruned.name], runs[killed.name]
     assert child_ok.info.status == "FINISHED" and child_bad.info.status == "FAILED"
+    # Pruning is the search working, not a failure: FINISHED, and the state says pruned.
+    assert child_pruned.info.status == "FINISHED"
+    assert child_pruned.data.tags["cifarlab.trial_state"] == "PRUNED"
+    assert child_ok.data.tags["cifarlab.trial_state"] == "COMPLETE"
+    assert child_killed.info.status == "KILLED"
+    assert "cifarlab.error" not in child_killed.data.tags
+    assert child_bad.data.tags["cifarlab.error"].startswith("training diverged")
+    assert child_ok.data.tags["cifarlab.worker"] == "host:1"
     assert child_ok.data.params["learning_rate"] == "1e-06"
     assert child_ok.data.params["trial"] == "0"
     assert child_ok.data.metrics["best_val_accuracy"] == 0.35
+    assert child_pruned.data.metrics["epochs_run"] == 1
     assert child_ok.data.tags["cifarlab.data_md5"] == "cd" * 16
+    history = store.get_metric_history(child_killed.info.run_id, "val_accuracy")
+    assert [m.value for m in history] == [0.2]
     parent = runs["svm_tune · linear · workspace"]
     assert child_ok.data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert len(store.get_metric_history(child_ok.info.run_id, "loss")) == 3

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import json
 import os
 import signal
@@ -149,3 +150,12 @@ def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def file_md5(path: str | os.PathLike[str]) -> str:
+    """The md5 of a file's bytes (hex), read in 1 MiB blocks."""
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

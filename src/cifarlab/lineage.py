@@ -19,16 +19,9 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from cifarlab.errors import ConfigError
+from cifarlab.io import file_md5
 
 _yaml = YAML(typ="safe", pure=True)  # YAML 1.2, as DVC reads params.yaml and writes dvc.lock
-
-
-def _file_md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fingerprint(cmd: str, deps: Mapping[str, str], params: Mapping[str, Any]) -> str:
@@ -61,7 +54,7 @@ def workspace_fingerprint(stage: str, root: str | Path = ".") -> str:
     for dep in spec.get("deps", []):
         path = root / dep
         if path.is_file():  # a missing dependency fails the stage itself, with its own message
-            deps[dep] = _file_md5(path)
+            deps[dep] = file_md5(path)
     params = {}
     for entry in spec.get("params", []):
         keys = entry if isinstance(entry, list) else [entry]

@@ -193,7 +193,10 @@ SECTIONS: dict[str, dict[str, Param]] = {
         "seed": LINEAR["random_state"],
     },
     "svm_tune": {
-        "method": Param("str", choices=("random", "grid")),
+        "sampler": Param("str", choices=("random", "grid", "tpe")),
+        "pruner": Param("str", choices=("none", "median", "hyperband")),
+        "min_epochs": Param("int", low=1),
+        "n_startup_trials": Param("int", low=0),
         "n_trials": Param("int", low=1),
         "learning_rate_range": Param("list", item=LINEAR["learning_rate"], length=2),
         "reg_range": Param("list", item=Param("float", low=0, low_open=True), length=2),

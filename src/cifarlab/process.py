@@ -14,7 +14,10 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
+_WORKER_PYTHON = "CIFARLAB_WORKER_PYTHON"  # read by sigint_ignored.sh
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 # Shells that may run a stage's command line (`dvc` runs it as `$SHELL -c "<cmd>"`).
 _SHELLS = frozenset({"sh", "dash", "bash", "zsh", "ksh", "mksh", "fish", "busybox"})
@@ -140,3 +143,30 @@ def caller(pid: int | None = None) -> int | None:
         above = _parent_of(parent)
         return above if above is not None and above > 1 else None
     return parent
+
+
+def start_without_sigint(processes: list[Any]) -> None:
+    """Start spawned ``multiprocessing`` processes with SIGINT ignored from their first
+    instruction.
+
+    A terminal's Ctrl-C reaches the whole process group: a worker still importing its modules
+    would die of it with a traceback each. The workers' Python runs through ``/bin/sh``, which
+    ignores SIGINT and execs it (``sigint_ignored.sh``); this process gets the Ctrl-C (once they
+    have started) and stops them. Call from the main thread.
+    """
+    import multiprocessing.spawn
+
+    # A Ctrl-C meanwhile waits until every worker has its start-up data: cut off mid-way, a
+    # worker would print a traceback for its truncated pickle before it could be stopped.
+    caught: list[int] = []
+    handler = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    os.environ[_WORKER_PYTHON] = sys.executable
+    multiprocessing.spawn.set_executable(str(Path(__file__).with_name("sigint_ignored.sh")))
+    try:
+        for process in processes:
+            process.start()
+    finally:
+        multiprocessing.spawn.set_executable(sys.executable)
+        signal.signal(signal.SIGINT, handler)
+    if caught:
+        raise KeyboardInterrupt

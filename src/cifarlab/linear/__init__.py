@@ -7,7 +7,9 @@ Modules, in the order the pipeline uses them:
   loop ``sgd`` and its ``SGDResult``.
 - :mod:`cifarlab.linear.classifier`: the ``LinearClassifier`` estimator; ``train_linear``, the
   final model of stage ``svm_train``; ``save_linear_model`` / ``load_linear_model``.
-- :mod:`cifarlab.linear.search`: the trials of stage ``svm_tune`` and ``linear_search``.
+- :mod:`cifarlab.linear.trials`: the candidates of stage ``svm_tune`` (grid, random, TPE).
+- :mod:`cifarlab.linear.search`: the search of ``svm_tune`` on Optuna: the objective, the
+  trial records and table, ``linear_search`` and ``join_search``.
 - :mod:`cifarlab.linear.plots`: the figures of both stages.
 
 This package imports nothing: import the modules themselves (``from cifarlab.linear.classifier

@@ -82,15 +82,27 @@ def templates_figure(W: np.ndarray, class_names: Sequence[str], title: str = "")
 def search_figure(table: pd.DataFrame, title: str = "") -> Figure:
     """Validation accuracy of every search trial over learning rate and regularization.
 
-    table : one row per trial with columns learning_rate, reg, batch_size, val_accuracy.
-    Colour is the val accuracy, marker size the batch size; the best trial is circled.
+    table : one row per trial with columns learning_rate, reg, batch_size, val_accuracy, and
+        optionally state (Optuna's: COMPLETE, PRUNED, FAIL).
+    Colour is the val accuracy, marker size the batch size; a pruned trial is a cross (its
+    val accuracy when it was stopped), a failed one is left out; the best complete trial is
+    circled.
     """
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    state = table["state"] if "state" in table else pd.Series("COMPLETE", index=table.index)
     sizes = 20 + 80 * table["batch_size"] / table["batch_size"].max()
-    points = ax.scatter(
-        table["learning_rate"], table["reg"], c=table["val_accuracy"], s=sizes, cmap="viridis"
-    )
-    best = table.iloc[int(np.argmax(table["val_accuracy"].to_numpy()))]
+    low, high = table["val_accuracy"].min(), table["val_accuracy"].max()
+    points = None
+    for name, marker, label in (("COMPLETE", "o", None), ("PRUNED", "X", "pruned")):
+        rows = state == name
+        if rows.any():
+            drawn = ax.scatter(
+                table["learning_rate"][rows], table["reg"][rows], c=table["val_accuracy"][rows],
+                s=sizes[rows], cmap="viridis", vmin=low, vmax=high, marker=marker, label=label,
+            )  # fmt: skip
+            points = points or drawn
+    complete = table[state == "COMPLETE"]
+    best = complete.iloc[int(np.argmax(complete["val_accuracy"].to_numpy()))]
     ax.scatter(
         [best["learning_rate"]], [best["reg"]], s=250, facecolors="none", edgecolors="red",
         label=f"best: val {best['val_accuracy']:.3f}",

@@ -1,17 +1,15 @@
-"""Hyperparameter search for the linear classifier (stage ``svm_tune``): grid or random trials.
+"""Hyperparameter search of the linear classifier (stage ``svm_tune``), on Optuna.
 
-A trial is a dict of ``LinearClassifier`` keyword arguments. :func:`grid_trials` and
-:func:`random_trials` build the list (pure: values and an explicit ``numpy.random.Generator``
-in, dicts out; the values are those of ``params.yaml``, checked when it was read);
-:func:`run_trials` checks every trial, then fits each on the training split, scores it on the
-validation split and reports each result as it completes; :func:`linear_search` tabulates them
-and picks the best.
+What is searched: learning rate and regularization strength (log scale) and batch size, each
+trial a ``LinearClassifier`` trained on the training split and scored on the validation split
+after every epoch (the value the pruner sees). ``cifarlab.linear.trials`` lists a search's
+trials, :func:`make_objective` trains one,
+:func:`linear_search` runs the whole search, and :func:`join_search` lends it a worker from
+anywhere that reaches the study's storage (``cifarlab tune join``).
 
-Trials run in ``n_jobs`` worker processes, each limited to one BLAS thread: ``n_jobs``
-single-threaded trials keep as many cores busy without oversubscribing them. Each trial is
-seeded by its own ``random_state``, and every trial computes with one BLAS thread wherever it
-runs (OpenBLAS results differ in the last bits between thread counts), so the results do not
-depend on ``n_jobs`` or on the order in which trials finish.
+Each trial is seeded by the ``svm`` seed and computes with one BLAS thread wherever it runs
+(OpenBLAS results differ in the last bits between thread counts), so its result does not
+depend on the worker, the machine's core count or the order in which trials finish.
 """
 
 from __future__ import annotations
@@ -21,364 +19,328 @@ import multiprocessing
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cifarlab.errors import ConfigError, TrainingDiverged
+from cifarlab.errors import CifarlabError, TrainingDiverged
 from cifarlab.linear.classifier import LinearClassifier, sgd_config
-from cifarlab.linear.sgd import SGDConfig, single_blas_thread
-from cifarlab.params import SECTIONS
-from cifarlab.process import die_with_parent
+from cifarlab.linear.sgd import single_blas_thread
+from cifarlab.linear.trials import SEARCHED, check_trials, queued_trials, search_space
+from cifarlab.process import die_with_parent, start_without_sigint
 
 if TYPE_CHECKING:
+    import optuna
     import pandas as pd
 
     from cifarlab.data.prepared import Split
 
-SEARCHED = ("learning_rate", "reg", "batch_size")
+# --------------------------------------------------------------------------- one trial
 
 
-# --------------------------------------------------------------------------- trial lists
-
-
-def grid_trials(
+def make_objective(
     base: Mapping[str, Any],
-    *,
-    learning_rates: Sequence[float],
-    regs: Sequence[float],
-    batch_sizes: Sequence[int],
-) -> list[dict[str, Any]]:
-    """Every learning rate x reg x batch size (that nesting order), each over ``base``.
+    space: Mapping[str, Any],
+    X: np.ndarray,
+    y: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+) -> Callable[[optuna.Trial], float]:
+    """The objective of a search: ``objective(trial)`` trains ``LinearClassifier(**base,
+    **searched)`` on (X, y) and returns the val accuracy of the weights it keeps.
 
-    Returns a list of ``len(learning_rates) * len(regs) * len(batch_sizes)`` dicts of
-    ``LinearClassifier`` keyword arguments.
+    X : (n_samples, n_features), y : (n_samples,); X_val : (n_val, n_features), y_val : (n_val,).
+    After every epoch the trial reports its val accuracy (step = epoch, from 0) and stops with
+    ``optuna.TrialPruned`` when the pruner says so. Its curves (``loss`` per SGD step,
+    ``train_accuracy`` / ``val_accuracy`` per epoch), ``best_epoch`` and ``seconds`` are kept as
+    user attributes, for a pruned trial too.
     """
-    return [
-        {**base, "learning_rate": lr, "reg": reg, "batch_size": size}
-        for lr in learning_rates
-        for reg in regs
-        for size in batch_sizes
-    ]
+    import optuna
+
+    def objective(trial: optuna.Trial) -> float:
+        searched = {name: _suggest(trial, name, space[name]) for name in SEARCHED}
+        config, random_state = sgd_config({**base, **searched})
+        curves: dict[str, list[float]] = {"loss": [], "train_accuracy": [], "val_accuracy": []}
+        start = time.perf_counter()
+
+        def keep(best_epoch: int) -> None:
+            for name, values in curves.items():
+                trial.set_user_attr(name, values)
+            trial.set_user_attr("best_epoch", best_epoch)
+            trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
+
+        def on_epoch_end(epoch: int, losses: Any, train_acc: float, val_acc: float) -> None:
+            curves["loss"].extend(float(v) for v in losses)
+            curves["train_accuracy"].append(float(train_acc))
+            curves["val_accuracy"].append(float(val_acc))
+            trial.report(float(val_acc), epoch)
+            if trial.should_prune():
+                keep(epoch)
+                raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
+
+        with single_blas_thread():
+            model = LinearClassifier(**base, **searched)._fit(
+                config, random_state, X, y, X_val, y_val, on_epoch_end=on_epoch_end
+            )
+        keep(int(model.best_epoch_))
+        return float(model.val_accuracy_history_[model.best_epoch_])
+
+    return objective
 
 
-def _log_uniform(bounds: Sequence[float], n: int, rng: np.random.Generator) -> np.ndarray:
-    low, high = np.log(np.asarray(bounds, dtype=np.float64))
-    return np.exp(rng.uniform(low, high, size=n))
-
-
-def _three_digits(value: float) -> float:
-    # Sampled values are rounded to 3 significant digits: readable in tables and the MLflow UI.
-    return float(f"{value:.3g}")
-
-
-def random_trials(
-    base: Mapping[str, Any],
-    *,
-    n_trials: int,
-    learning_rate_range: Sequence[float],
-    reg_range: Sequence[float],
-    batch_sizes: Sequence[int],
-    rng: np.random.Generator,
-) -> list[dict[str, Any]]:
-    """``n_trials`` random candidates, each over ``base``.
-
-    The learning rate and the regularization strength are log-uniform in their ``[low, high]``
-    ranges (rounded to 3 significant digits), the batch size is drawn uniformly from
-    ``batch_sizes``. Draw order: all learning rates, then all regs, then all batch sizes, so a
-    longer search starts with the trials of a shorter one only if the ranges are unchanged.
-
-    Returns a list of ``n_trials`` dicts of ``LinearClassifier`` keyword arguments.
-    """
-    lrs = _log_uniform(learning_rate_range, n_trials, rng)
-    regs = _log_uniform(reg_range, n_trials, rng)
-    picks = rng.integers(0, len(batch_sizes), size=n_trials)
-    return [
-        {
-            **base,
-            "learning_rate": _three_digits(lr),
-            "reg": _three_digits(reg),
-            "batch_size": batch_sizes[pick],
-        }
-        for lr, reg, pick in zip(lrs, regs, picks, strict=True)
-    ]
-
-
-def linear_search_trials(
-    base: Mapping[str, Any], method: str, settings: Mapping[str, Any]
-) -> list[dict[str, Any]]:
-    """The candidates of ``svm_tune``: ``LinearClassifier`` keyword arguments over ``base``.
-
-    method : "grid" (settings: learning_rates, regs, batch_sizes) or "random" (settings:
-    n_trials, learning_rate_range, reg_range, batch_sizes, seed; see :func:`random_trials`).
-    """
-    if method == "grid":
-        return grid_trials(
-            base,
-            learning_rates=settings["learning_rates"],
-            regs=settings["regs"],
-            batch_sizes=settings["batch_sizes"],
-        )
-    if method == "random":
-        return random_trials(
-            base,
-            n_trials=settings["n_trials"],
-            learning_rate_range=settings["learning_rate_range"],
-            reg_range=settings["reg_range"],
-            batch_sizes=settings["batch_sizes"],
-            rng=np.random.default_rng(settings["seed"]),
-        )
-    raise ConfigError(f"svm_tune.method must be 'grid' or 'random', got {method!r}")
-
-
-# --------------------------------------------------------------------------- running trials
+def _suggest(trial: optuna.Trial, name: str, distribution: Any) -> Any:
+    # A queued trial's fixed value is returned as it is; TPE draws the others.
+    if hasattr(distribution, "choices"):
+        return trial.suggest_categorical(name, distribution.choices)
+    return trial.suggest_float(name, distribution.low, distribution.high, log=distribution.log)
 
 
 @dataclass(frozen=True)
-class TrialResult:
-    """One fitted trial (or one that diverged).
+class TrialRecord:
+    """A finished trial as the study records it (from an ``optuna.trial.FrozenTrial``).
 
-    Attributes
-    ----------
-    index : int
-        Position in the trial list.
-    hyperparameters : dict
-        The ``LinearClassifier`` keyword arguments.
-    loss_history : float64 ndarray of shape (n_steps,)
-    train_accuracy_history, val_accuracy_history : float64 ndarrays of shape (n_epochs,)
-    best_epoch : int
-        The epoch whose weights the model kept (see ``LinearClassifier.best_epoch_``).
-    seconds : float
-        Wall time of the fit in its worker.
-    error : str or None
-        The ``TrainingDiverged`` message when the trial diverged (the histories are then empty).
+    number : its number in the study. hyperparameters : learning_rate, reg, batch_size.
+    state : "COMPLETE", "PRUNED" or "FAIL". loss_history : (n_steps,);
+    train_accuracy_history, val_accuracy_history : (n_epochs,). best_epoch : the epoch whose
+    weights it kept (-1 if none). seconds : its training time. error : why it failed (None if
+    it did not, or if its worker died). worker : "host:pid" that ran it. retry_of : the trial
+    it repeats after that one's worker died, or None.
     """
 
-    index: int
+    number: int
     hyperparameters: dict[str, Any]
+    state: str
     loss_history: np.ndarray
     train_accuracy_history: np.ndarray
     val_accuracy_history: np.ndarray
     best_epoch: int
     seconds: float
-    error: str | None = None
-    name: str = field(init=False)
+    error: str | None
+    worker: str | None
+    retry_of: int | None
 
-    def __post_init__(self) -> None:
+    @classmethod
+    def from_frozen(cls, trial: Any) -> TrialRecord:
+        attrs = trial.user_attrs
+        # A trial whose worker died has no curves of its own: its reported val accuracies.
+        reported = [trial.intermediate_values[s] for s in sorted(trial.intermediate_values)]
+        seconds = attrs.get("seconds")
+        if seconds is None and trial.datetime_start and trial.datetime_complete:
+            seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
+        return cls(
+            number=trial.number,
+            hyperparameters={k: trial.params[k] for k in SEARCHED if k in trial.params},
+            state=trial.state.name,
+            loss_history=np.asarray(attrs.get("loss", []), dtype=np.float64),
+            train_accuracy_history=np.asarray(attrs.get("train_accuracy", []), dtype=np.float64),
+            val_accuracy_history=np.asarray(attrs.get("val_accuracy", reported), dtype=np.float64),
+            best_epoch=int(attrs.get("best_epoch", -1)),
+            seconds=float(seconds or 0.0),
+            error=attrs.get("cifarlab.error"),
+            worker=attrs.get("cifarlab.worker"),
+            retry_of=trial.system_attrs.get("failed_trial"),
+        )
+
+    @property
+    def name(self) -> str:
         h = self.hyperparameters
-        label = f"lr={h['learning_rate']:g} reg={h['reg']:g} batch={h['batch_size']}"
-        object.__setattr__(self, "name", f"trial {self.index}: {label}")
+        if not h:
+            return f"trial {self.number}"
+        return (f"trial {self.number}: lr={h['learning_rate']:.3g} reg={h['reg']:.3g} "
+                f"batch={h['batch_size']}")
 
     @property
     def val_accuracy(self) -> float:
-        """Validation accuracy of the kept weights (NaN for a diverged trial)."""
-        return float(self.val_accuracy_history[self.best_epoch]) if self.error is None else math.nan
+        """Val accuracy of the kept weights; of the last epoch for a pruned trial; NaN when it
+        failed."""
+        if self.state == "FAIL" or self.best_epoch < 0:
+            return math.nan
+        return float(self.val_accuracy_history[self.best_epoch])
 
     @property
     def train_accuracy(self) -> float:
-        """Training accuracy of the kept weights (NaN for a diverged trial)."""
-        if self.error is not None:
+        if self.state == "FAIL" or self.best_epoch < 0:
             return math.nan
         return float(self.train_accuracy_history[self.best_epoch])
 
 
-# A trial as the workers get it: index, keyword arguments, and their checked config and seed.
-_Trial = tuple[int, dict[str, Any], SGDConfig, int]
+def search_table(records: Sequence[TrialRecord]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """One row per trial (in number order) and the chosen one: the highest val accuracy among
+    the COMPLETE trials, ties to the lower number. A search with no complete trial is an
+    error."""
+    import pandas as pd
 
-# Set in each worker process by _init_worker: (X, y, X_val, y_val).
-_WORKER_DATA: tuple[np.ndarray, ...] | None = None
+    rows = [
+        {
+            "trial": r.number,
+            **{key: r.hyperparameters.get(key) for key in SEARCHED},
+            "state": r.state,
+            "train_accuracy": r.train_accuracy,
+            "val_accuracy": r.val_accuracy,
+            "best_epoch": r.best_epoch,
+            "epochs_run": len(r.val_accuracy_history),
+            "final_loss": float(r.loss_history[-1]) if len(r.loss_history) else math.nan,
+        }
+        for r in sorted(records, key=lambda r: r.number)
+    ]
+    complete = [row for row in rows if row["state"] == "COMPLETE"]
+    if not complete:
+        raise CifarlabError(f"no trial of the search completed ({len(rows)} trials)")
+    best = max(complete, key=lambda row: (row["val_accuracy"], -row["trial"]))
+    return pd.DataFrame(rows), dict(best)
 
 
-def _init_worker(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray) -> None:
-    global _WORKER_DATA
-    # A worker computes for its stage only: it dies with it (even SIGKILLed), and leaves a
+# --------------------------------------------------------------------------- workers
+
+
+def _work_on(
+    url: str, name: str, data: tuple[np.ndarray, ...], on_trial: Callable[[Any], None] | None
+) -> int:
+    from cifarlab.tuning import study as studies
+    from cifarlab.tuning.storage import open_storage
+    from cifarlab.tuning.workers import work
+
+    study, search = studies.load(open_storage(url), name)
+    attrs = studies.attrs(study)
+    objective = make_objective(attrs["base"], _space(attrs), *data)
+    return work(study, search, objective, on_trial)
+
+
+def _space(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    from optuna.distributions import json_to_distribution
+
+    return {name: json_to_distribution(text) for name, text in attrs["space"].items()}
+
+
+def _local_worker(url: str, name: str, *data: np.ndarray) -> None:
+    # A local worker computes for its stage only: it dies with it (even SIGKILLed), and leaves a
     # Ctrl-C to the stage, which stops the workers itself.
     die_with_parent(signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _WORKER_DATA = (X, y, X_val, y_val)
     single_blas_thread()  # for the life of this worker process
-
-
-def _fit_trial(trial: _Trial, data: tuple[np.ndarray, ...]) -> TrialResult:
-    index, hyperparameters, config, random_state = trial
-    start = time.perf_counter()
     try:
-        model = LinearClassifier(**hyperparameters)._fit(config, random_state, *data)
-    except TrainingDiverged as exc:
-        empty = np.empty(0)
-        return TrialResult(
-            index, hyperparameters, empty, empty, empty, -1, time.perf_counter() - start, str(exc)
-        )
-    return TrialResult(
-        index=index,
-        hyperparameters=hyperparameters,
-        loss_history=model.loss_history_,
-        train_accuracy_history=model.train_accuracy_history_,
-        val_accuracy_history=model.val_accuracy_history_,
-        best_epoch=model.best_epoch_,
-        seconds=time.perf_counter() - start,
-    )
-
-
-def _worker_trial(trial: _Trial) -> TrialResult:
-    assert _WORKER_DATA is not None, "worker not initialised"
-    return _fit_trial(trial, _WORKER_DATA)
-
-
-def _kill_workers(executor: ProcessPoolExecutor) -> None:
-    # ProcessPoolExecutor has no public way to stop running work before Python 3.14.
-    for process in list((getattr(executor, "_processes", None) or {}).values()):
-        if process.is_alive():
-            process.terminate()
-
-
-def _checked_trials(trials: Sequence[Mapping[str, Any]]) -> list[_Trial]:
-    checked = []
-    for index, trial in enumerate(trials):
-        try:
-            config, random_state = sgd_config(trial)
-        except ConfigError as exc:
-            raise ConfigError(f"trial {index}: {exc}") from None
-        checked.append((index, dict(trial), config, random_state))
-    return checked
-
-
-def run_trials(
-    trials: Sequence[Mapping[str, Any]],
-    X: np.ndarray,
-    y: np.ndarray,
-    X_val: np.ndarray,
-    y_val: np.ndarray,
-    *,
-    n_jobs: int,
-    on_trial: Callable[[TrialResult], None] | None = None,
-) -> list[TrialResult]:
-    """Fit ``LinearClassifier(**trial).fit(X, y, X_val, y_val)`` for every trial.
-
-    Parameters
-    ----------
-    trials : sequence of dicts of ``LinearClassifier`` keyword arguments
-        All checked before any training starts.
-    X : ndarray of shape (n_samples, n_features); y : ndarray of shape (n_samples,)
-    X_val : ndarray of shape (n_val, n_features); y_val : ndarray of shape (n_val,)
-    n_jobs : int >= 1
-        Worker processes (each with one BLAS thread). 1 runs the trials one after the other in
-        this process, also with one BLAS thread, so results are the same for any ``n_jobs``.
-    on_trial : callable, optional
-        Called in this process with each :class:`TrialResult` as soon as it completes (so in
-        completion order, diverged trials included), e.g. to log it.
-
-    Returns
-    -------
-    list of TrialResult, in the order of ``trials``.
-
-    Raises
-    ------
-    TrainingDiverged
-        As soon as one trial diverges (after ``on_trial`` has seen it): the other trials are
-        stopped, nothing is returned.
-    """
-    n_jobs = SECTIONS["resources"]["n_jobs"].check("n_jobs", n_jobs)
-    if not trials:
-        raise ConfigError("trials must hold at least one candidate")
-    checked = _checked_trials(trials)
-
-    results: list[TrialResult | None] = [None] * len(checked)
-
-    def completed(result: TrialResult) -> None:
-        results[result.index] = result
-        if on_trial is not None:
-            on_trial(result)
-        if result.error is not None:
-            raise TrainingDiverged(f"{result.name}: {result.error}")
-
-    n_workers = min(n_jobs, len(checked))
-    if n_workers == 1:
-        data = (X, y, X_val, y_val)
-        with single_blas_thread():
-            for trial in checked:
-                completed(_fit_trial(trial, data))
-        return results  # type: ignore[return-value]
-
-    # spawn, not fork: the parent may hold MLflow's threads and a multi-threaded BLAS.
-    executor = ProcessPoolExecutor(
-        max_workers=n_workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(X, y, X_val, y_val),
-    )
-    try:
-        # The workers start here. SIGINT stays blocked meanwhile: they inherit the mask, so a
-        # Ctrl-C to the process group cannot interrupt their start-up (with a traceback each);
-        # the stage receives it once the block ends, and stops them.
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            pending: set[Future] = {executor.submit(_worker_trial, trial) for trial in checked}
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in sorted(done, key=lambda f: f.result().index):
-                completed(future.result())
-    except BaseException:
-        _kill_workers(executor)
-        executor.shutdown(wait=True, cancel_futures=True)
-        raise
-    executor.shutdown(wait=True)
-    return results  # type: ignore[return-value]
+        _work_on(url, name, data, None)
+    except CifarlabError as exc:
+        raise SystemExit(f"error: search worker: {exc}") from None
 
 
 def linear_search(
     train: Split,
     val: Split,
-    trials: Sequence[Mapping[str, Any]],
+    base: Mapping[str, Any],
+    settings: Mapping[str, Any],
     *,
     n_jobs: int,
-    on_trial: Callable[[TrialResult], None] | None = None,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Fit every trial on train, score it on val (``n_jobs`` processes, one BLAS thread each).
+    storage_url: str,
+    description: Mapping[str, Any],
+    on_trial: Callable[[TrialRecord, Any], None] | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any], str]:
+    """Search ``settings`` (the ``svm_tune`` section) over ``base`` hyperparameters: a new study
+    in ``storage_url`` with the trials queued, ``n_jobs`` local worker processes (one BLAS thread
+    each) and any worker that joins, until every trial has ended.
 
-    trials : dicts of ``LinearClassifier`` keyword arguments (see :func:`linear_search_trials`).
-    on_trial(result) is called with each :class:`TrialResult` as it completes (for tracking); a
-    diverged trial raises ``TrainingDiverged`` after it has been reported.
-    Returns one row per trial (in trial order) and the best one: the highest val accuracy,
-    ties to the earlier trial.
+    description : what a joining worker needs besides the data (the DVC experiment, the md5 of
+        the split files, the MLflow run); stored with the study.
+    on_trial(record, counts) is called here with each trial as it ends (any worker's), with the
+    study's trials per state. A diverged trial stops the search (TrainingDiverged) after it has
+    been reported. Returns the table, the chosen trial (see :func:`search_table`) and the
+    study's name.
     """
-    # Imported here, not above: the spawned trial workers import this module and need no pandas.
-    import pandas as pd
+    from optuna.distributions import distribution_to_json
 
-    results = run_trials(trials, train.X, train.y, val.X, val.y, n_jobs=n_jobs, on_trial=on_trial)
-    rows = [
-        {
-            "trial": r.index,
-            **{key: r.hyperparameters[key] for key in SEARCHED},
-            "train_accuracy": r.train_accuracy,
-            "val_accuracy": r.val_accuracy,
-            "best_epoch": r.best_epoch,
-            "epochs_run": len(r.val_accuracy_history),
-            "final_loss": float(r.loss_history[-1]),
-        }
-        for r in results
-    ]
-    best = rows[int(np.argmax([row["val_accuracy"] for row in rows]))]
-    return pd.DataFrame(rows), dict(best)
+    from cifarlab.tuning import study as studies
+    from cifarlab.tuning.storage import open_storage
+    from cifarlab.tuning.workers import watch
+
+    queued = queued_trials(settings)
+    check_trials(base, queued)
+    search = studies.Search(
+        sampler=settings["sampler"], pruner=settings["pruner"], seed=settings["seed"],
+        min_epochs=settings["min_epochs"], n_startup_trials=settings["n_startup_trials"],
+        epochs=base["epochs"],
+    )  # fmt: skip
+    space = {k: distribution_to_json(v) for k, v in search_space(settings).items()}
+    description = {**description, "base": dict(base), "space": space}
+    study = studies.create(open_storage(storage_url), search, queued, description)
+
+    def ended(trial: Any) -> None:
+        record = TrialRecord.from_frozen(trial)
+        if on_trial is not None:
+            on_trial(record, studies.counts(study.get_trials(deepcopy=False)))
+        if record.error is not None:
+            raise TrainingDiverged(f"{record.name}: {record.error}")
+
+    data = (train.X, train.y, val.X, val.y)
+    context = multiprocessing.get_context("spawn")  # the stage may hold threads and a BLAS pool
+    workers = [
+        context.Process(target=_local_worker, args=(storage_url, study.study_name, *data),
+                        name=f"svm_tune worker {i}", daemon=True)
+        for i in range(min(n_jobs, len(queued)))
+    ]  # fmt: skip
+    outcome = "failed"
+    try:
+        start_without_sigint(workers)
+        trials = watch(study, workers, ended)
+        outcome = "finished"
+    except KeyboardInterrupt:
+        outcome = "interrupted"
+        raise
+    finally:
+        for worker in (w for w in workers if w.pid is not None):  # the started ones
+            if worker.is_alive():
+                worker.kill()
+            worker.join()
+        studies.close(study, outcome)
+    table, best = search_table([TrialRecord.from_frozen(t) for t in trials])
+    return table, best, study.study_name
 
 
-def progress_message(trial: TrialResult, done: int, total: int, elapsed: float) -> str:
-    """One line for a completed trial: ``3/24 trials done, 4:10 left; trial 7: lr=… val
-    accuracy 0.3912 (21.3 s)``.
+def join_search(
+    storage_url: str,
+    name: str,
+    train: Split,
+    val: Split,
+    on_trial: Callable[[TrialRecord], None] | None = None,
+) -> int:
+    """Work on study ``name`` from here (``cifarlab tune join``) until it has no trial left.
 
-    done : trials completed, this one included (1..total); elapsed : seconds since the search
-    started. Time left is the mean wall time per completed trial times the trials left (with
-    n_jobs workers the mean already counts their overlap).
+    train / val : this machine's copy of the split files the study was started with (the
+    caller checks their md5 against the study's). Returns how many trials ran here.
     """
-    outcome = "diverged" if trial.error else f"val accuracy {trial.val_accuracy:.4f}"
-    left = elapsed / done * (total - done) if done else math.nan
+
+    def report(trial: Any) -> None:
+        if on_trial is not None:
+            on_trial(TrialRecord.from_frozen(trial))
+
+    with single_blas_thread():
+        return _work_on(storage_url, name, (train.X, train.y, val.X, val.y), report)
+
+
+def progress_message(
+    record: TrialRecord, counts: Mapping[str, int], total: int, elapsed: float
+) -> str:
+    """One line for an ended trial: ``3/24 trials done (1 pruned), 4:10 left; trial 7: lr=…
+    val accuracy 0.3912 (21.3 s)``.
+
+    counts : the study's trials per state; total : its trials. Time left is the mean wall time
+    per ended trial times the trials left (several workers: the mean already counts their
+    overlap).
+    """
+    done = sum(counts.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL"))
+    pruned = counts.get("PRUNED", 0)
+    left = elapsed / done * max(total - done, 0) if done else math.nan
+    if record.state == "COMPLETE":
+        outcome = f"val accuracy {record.val_accuracy:.4f}"
+    elif record.state == "PRUNED":
+        outcome = (f"pruned after epoch {len(record.val_accuracy_history)} "
+                   f"(val accuracy {record.val_accuracy:.4f})")
+    else:
+        outcome = f"failed: {record.error}" if record.error else "failed: its worker died"
+    where = f" on {record.worker}" if record.worker else ""
     return (
-        f"{done}/{total} trials done, {_clock(left)} left; "
-        f"{trial.name} {outcome} ({trial.seconds:.1f} s)"
+        f"{done}/{total} trials done ({pruned} pruned), {_clock(left)} left; "
+        f"{record.name} {outcome} ({record.seconds:.1f} s{where})"
     )
 
 

@@ -99,26 +99,41 @@ class Run:
         yield on_epoch_end
 
     def log_trial(self, trial: Any) -> None:
-        """One search trial (a ``cifarlab.linear.search.TrialResult``) as a child run: its
-        hyperparameters, loss per step, train / val accuracy per epoch and final figures. A
-        diverged trial's run ends FAILED with the message as its ``cifarlab.error`` tag."""
+        """One ended search trial (a ``cifarlab.linear.search.TrialRecord``) as a child run:
+        its hyperparameters, loss per step, train / val accuracy per epoch and final figures,
+        tagged with its Optuna state (``cifarlab.trial_state``), number and worker.
+
+        COMPLETE ends the run FINISHED; PRUNED FINISHED too (pruning is the search working, not
+        a failure: the tag says it); FAIL with an error (it diverged) FAILED with the message as
+        its ``cifarlab.error`` tag; FAIL without one (its worker died) KILLED."""
+        failed = trial.state == "FAIL"
         record = {
             "name": trial.name,
-            "params": flatten({"trial": trial.index, **trial.hyperparameters}),
+            "params": flatten({"trial": trial.number, **trial.hyperparameters}),
+            "tags": {
+                "cifarlab.trial_state": trial.state,
+                "cifarlab.trial_number": str(trial.number),
+                **({"cifarlab.worker": trial.worker} if trial.worker else {}),
+                **({"cifarlab.retry_of": str(trial.retry_of)} if trial.retry_of is not None
+                   else {}),
+            },  # fmt: skip
+            "status": ("FAILED" if trial.error else "KILLED") if failed else "FINISHED",
             "error": trial.error,
             "seconds": float(trial.seconds),
-        }
-        if trial.error is None:
-            record["curves"] = {
+            "curves": {
                 "loss": trial.loss_history,
                 "train_accuracy": trial.train_accuracy_history,
                 "val_accuracy": trial.val_accuracy_history,
-            }
+            },
+            "metrics": {},
+        }
+        if not failed:
             record["metrics"] = {
                 "best_val_accuracy": trial.val_accuracy,
                 "best_train_accuracy": trial.train_accuracy,
                 "best_epoch": float(trial.best_epoch),
                 "fit_seconds": float(trial.seconds),
+                "epochs_run": float(len(trial.val_accuracy_history)),
             }
         self._worker.send(Kind.TRIAL, self._handle, record, _now_ms())
 

@@ -162,12 +162,12 @@ class _Recorder:
         start = timestamp - int(record.get("seconds", 0.0) * 1000)
         self.child(child, handle, record["name"], start)
         self.params(child, record["params"])
-        if record["error"] is None:
-            curves = record["curves"].items()
-            self.points(child, [(k, v, range(len(v))) for k, v in curves], timestamp)
+        self.tags(child, record["tags"])
+        curves = [(k, v, range(len(v))) for k, v in record["curves"].items() if len(v)]
+        self.points(child, curves, timestamp)
+        if record["metrics"]:
             self.metrics(child, record["metrics"], 0, timestamp)
-        status = "FINISHED" if record["error"] is None else "FAILED"
-        self.end(child, status, record["error"], timestamp)
+        self.end(child, record["status"], record["error"], timestamp)
 
     def model(
         self,
