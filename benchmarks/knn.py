@@ -17,8 +17,9 @@ the peers run at their best.
 
 ``--target avx2`` (or ``avxvnni``, ``sse2``) reruns the benchmark in a child process whose
 numba code is compiled for that older CPU (``cifarlab.knn._kernels.target_env``), and the
-peers' OpenBLAS is held to its kernels for that CPU (``OPENBLAS_CORETYPE=Haswell`` for
-AVX2): older-CPU code on this CPU, not the older CPU itself.
+peers are held to that CPU's code too: faiss's bundled OpenBLAS to its kernels
+(``OPENBLAS_CORETYPE=Haswell`` for AVX2) and faiss's own SIMD dispatch to the same level
+(``FAISS_SIMD_LEVEL=AVX2``): older-CPU code on this CPU, not the older CPU itself.
 
 Example (the full problem, about 10 minutes on 2 cores, mostly the peers)::
 
@@ -151,6 +152,13 @@ def blas_kernels() -> str:
     )
 
 
+def faiss_simd_level(faiss) -> str:
+    try:
+        return str(faiss.SIMDConfig.get_level_name())
+    except AttributeError:  # a faiss without run-time dispatch
+        return "compiled in (" + faiss.get_compile_options().strip() + ")"
+
+
 def sklearn_version() -> str:
     import sklearn
 
@@ -171,8 +179,13 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-# --target: numba's target and the peers' OpenBLAS kernels of that older CPU.
-PEER_CORETYPE = {"avx2": "Haswell", "avxvnni": "Haswell", "sse2": "Prescott"}
+# --target: the peers' code for that older CPU: OpenBLAS's kernels and faiss's SIMD level
+# (faiss-cpu wheels dispatch at run time; FAISS_SIMD_LEVEL is read when it loads).
+PEER_ENV = {
+    "avx2": {"OPENBLAS_CORETYPE": "Haswell", "FAISS_SIMD_LEVEL": "AVX2"},
+    "avxvnni": {"OPENBLAS_CORETYPE": "Haswell", "FAISS_SIMD_LEVEL": "AVX2"},
+    "sse2": {"OPENBLAS_CORETYPE": "Prescott", "FAISS_SIMD_LEVEL": "NONE"},
+}
 
 
 def run_for_target(target: str) -> None:
@@ -180,13 +193,13 @@ def run_for_target(target: str) -> None:
     docstring); its output is this run's."""
     from cifarlab.knn._kernels import target_env
 
-    env = {**os.environ, **target_env(target), "OPENBLAS_CORETYPE": PEER_CORETYPE[target]}
+    env = {**os.environ, **target_env(target), **PEER_ENV[target]}
     argv = [a for a in sys.argv[1:] if a != f"--target={target}"]
     if "--target" in argv:
         i = argv.index("--target")
         del argv[i : i + 2]
     print(f"--target {target}: {target_env(target)['NUMBA_CPU_NAME']} code on this CPU, "
-          f"OPENBLAS_CORETYPE={PEER_CORETYPE[target]}", flush=True)  # fmt: skip
+          f"{' '.join(f'{k}={v}' for k, v in PEER_ENV[target].items())}", flush=True)  # fmt: skip
     raise SystemExit(subprocess.call([sys.executable, __file__, *argv], env=env))
 
 
@@ -253,7 +266,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--target",
-        choices=sorted(PEER_CORETYPE),
+        choices=sorted(PEER_ENV),
         help="compile our kernels for this older CPU (in a child process; see above)",
     )
     args = parser.parse_args()
@@ -338,7 +351,7 @@ def main() -> None:
         from sklearn.neighbors import KNeighborsClassifier
 
         print(f"peers: faiss {faiss.__version__}, scikit-learn {sklearn_version()}; {blas_note}")
-        print(f"BLAS kernels loaded: {blas_kernels()}")
+        print(f"BLAS kernels loaded: {blas_kernels()}; faiss SIMD level: {faiss_simd_level(faiss)}")
 
         Xr32 = X_ref.astype(np.float32)
         Xq32 = X_query.astype(np.float32)

@@ -21,7 +21,9 @@ On the same arrays:
    SGD steps alone, and with the per-epoch train / val accuracies; their ratios. Also the
    compute floor: the epoch's 2 x 10 multiply-adds per byte at the float32 FMA rate one core
    reaches here (a compiled loop of independent FMAs in registers), since an epoch is
-   compute-bound, not memory-bound, on these CPUs.
+   compute-bound, not memory-bound, on these CPUs. And the numpy epoch the step kernel
+   replaced (gather, convert, centre, two BLAS products per minibatch), alternating with ours
+   on the same data, with the ratio.
 4. Tracking overhead: what ``svm_train`` does after loading its data (training, saving the
    model, the two figures) with and without its MLflow run (params, the per-step loss and
    per-epoch accuracies streamed while training, the figures, the pyfunc model) against a
@@ -340,8 +342,41 @@ def fma_rate(seconds: float = 0.5) -> float:
         n *= 4
 
 
+def numpy_epoch(X, y, X_val, y_val, hyper, rng) -> tuple[float, float]:
+    """One epoch as cifarlab.linear.sgd ran it before the step kernel, on the same data: each
+    minibatch gathered, converted to float32 and centred by numpy, then ``losses._loss_grad``
+    (two skinny BLAS products) and the update; then the epoch's two accuracies (BLAS, in
+    chunks). Returns (seconds of the steps, seconds of the accuracies)."""
+    from cifarlab.linear.losses import _loss_grad
+    from cifarlab.linear.sgd import _accuracy
+
+    n, d = X.shape
+    mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+    W = (1e-3 * rng.standard_normal((d, int(y.max()) + 1))).astype(np.float32)
+    b = np.zeros(W.shape[1], np.float32)
+    lr, batch = hyper["learning_rate"], hyper["batch_size"]
+    objective = (hyper["loss"], hyper["reg"], hyper["reg_type"], hyper["l1_ratio"], hyper["delta"])
+    order = rng.permutation(n)
+    start = time.perf_counter()
+    for i in range(0, n, batch):
+        idx = order[i : i + batch]
+        Xb = X[idx].astype(np.float32)
+        Xb -= mean
+        _, dW, db = _loss_grad(W, b, Xb, y[idx], *objective)
+        W -= lr * dW
+        b -= lr * db
+    steps = time.perf_counter() - start
+    rows = hyper.get("train_eval_size") or n
+    start = time.perf_counter()
+    _accuracy(X[:rows], y[:rows], W, b, mean)
+    _accuracy(X_val, y_val, W, b, mean)
+    return steps, time.perf_counter() - start
+
+
 def epoch_floor(train, val, hyper, repeats: int) -> None:
-    """The memory floor of an epoch against our epoch (see the module docstring, item 3)."""
+    """The memory floor of an epoch against our epoch and the numpy epoch it replaced (see the
+    module docstring, item 3). Ours and the numpy epoch alternate, ``repeats`` turns each, so
+    that both see the same load; medians are reported."""
     from cifarlab.linear import _sgd_kernels
     from cifarlab.linear.classifier import LinearClassifier
     from cifarlab.linear.sgd import _kernel_accuracy, single_blas_thread
@@ -361,34 +396,51 @@ def epoch_floor(train, val, hyper, repeats: int) -> None:
     stamps: list[float] = []
     epochs = max(3, int(hyper["epochs"]))
     model = LinearClassifier(**{**hyper, "epochs": epochs})
-    eval_times = []
+    epoch_times, eval_times, old_steps, old_evals = [], [], [], []
+    rows = hyper.get("train_eval_size") or n
+    rng = np.random.default_rng(0)
+
+    def ours() -> None:
+        stamps.clear()
+        start = time.perf_counter()
+        model.fit(train.X, train.y, val.X, val.y,
+                  on_epoch_end=lambda *a: stamps.append(time.perf_counter()))  # fmt: skip
+        epoch_times.extend(np.diff([start, *stamps])[1:])  # the first epoch also draws W
+        # The accuracies of an epoch, alone: the same calls on the fitted weights.
+        Wt = np.ascontiguousarray(model.W_.T)
+        buffers = _sgd_kernels.scratch(Wt.shape[0], d, Wt.dtype)
+        t = time.perf_counter()
+        for X, y in ((train.X[:rows], train.y[:rows]), (val.X, val.y)):
+            _kernel_accuracy(X, y, Wt, model.b_, model.mean_, buffers)
+        eval_times.append(time.perf_counter() - t)
+
+    def numpy_loop() -> None:
+        steps, evals = numpy_epoch(train.X, train.y, val.X, val.y, hyper, rng)
+        old_steps.append(steps)
+        old_evals.append(evals)
+
     with single_blas_thread():
         model.fit(train.X[:2000], train.y[:2000])  # compile / load the kernels
-        for _ in range(repeats):
-            stamps.clear()
-            start = time.perf_counter()
-            model.fit(train.X, train.y, val.X, val.y,
-                      on_epoch_end=lambda *a: stamps.append(time.perf_counter()))  # fmt: skip
-            epoch_times = np.diff([start, *stamps])[1:]  # the first epoch also draws W
-            # The accuracies of an epoch, alone: the same calls on the fitted weights.
-            rows = hyper.get("train_eval_size") or n
-            Wt = np.ascontiguousarray(model.W_.T)
-            buffers = _sgd_kernels.scratch(Wt.shape[0], d, Wt.dtype)
-            t = time.perf_counter()
-            for X, y in ((train.X[:rows], train.y[:rows]), (val.X, val.y)):
-                _kernel_accuracy(X, y, Wt, model.b_, model.mean_, buffers)
-            eval_times.append(time.perf_counter() - t)
+        for turn in range(repeats):
+            for run in (ours, numpy_loop) if turn % 2 == 0 else (numpy_loop, ours):
+                run()
     epoch = float(np.median(epoch_times))
     scoring = float(np.median(eval_times))
     steps = epoch - scoring
+    old_step = float(np.median(old_steps))
+    old_epoch = old_step + float(np.median(old_evals))
     print(
         f"ours ({_sgd_kernels.__name__}, one thread, batch {hyper['batch_size']}, "
         f"{hyper['loss']}): epoch {epoch * 1e3:.1f} ms = SGD steps {steps * 1e3:.1f} ms + "
-        f"accuracies {scoring * 1e3:.1f} ms (median of {repeats} x {epochs - 1} epochs)"
+        f"accuracies {scoring * 1e3:.1f} ms (median of {len(epoch_times)} epochs, {repeats} fits)"
     )
+    print(f"the numpy loop it replaced (same data, alternating with ours, one BLAS thread): "
+          f"epoch {old_epoch * 1e3:.1f} ms = steps {old_step * 1e3:.1f} ms + accuracies "
+          f"{(old_epoch - old_step) * 1e3:.1f} ms (medians of {repeats})")  # fmt: skip
     print(f"ratio to the memory floor: steps {steps / floor:.1f}x, epoch {epoch / floor:.1f}x; "
           f"to the compute floor: steps {steps / compute_floor:.2f}x, epoch "
-          f"{epoch / compute_floor:.2f}x\n", flush=True)  # fmt: skip
+          f"{epoch / compute_floor:.2f}x; numpy loop / ours: steps {old_step / steps:.2f}x, "
+          f"epoch {old_epoch / epoch:.2f}x\n", flush=True)  # fmt: skip
 
 
 def main() -> None:
