@@ -2,27 +2,18 @@
 
 The paths are fixed when cifarlab.knn._kernels is imported, from the features numba compiles
 for, so the older CPUs' paths run in child processes with numba's target forced to them
-(NUMBA_CPU_NAME / NUMBA_CPU_FEATURES, from ``_kernels.target_env``): a newer CPU executes the
-AVX2 and SSE2 code of an older one. This process checks the host's own paths, the lower
-bounds that prune pairs, and overflow at sizes no image has."""
+(NUMBA_CPU_NAME / NUMBA_CPU_FEATURES, from ``_kernels.target_env``; tests/forced_target.py):
+a newer CPU executes the AVX2 and SSE2 code of an older one. This process checks the host's
+own paths, the lower bounds that prune pairs, and overflow at sizes no image has."""
 
 from __future__ import annotations
 
-import json
-import os
-import platform
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from forced_target import run_children
 from knn_reference import images, ref_kneighbors
 
 from cifarlab.knn import _kernels, neighbors
-
-TESTS = Path(__file__).resolve().parent
-X86 = platform.machine().lower() in ("x86_64", "amd64")
 
 
 def smooth_images(rng: np.random.Generator, n: int, shape=(3, 32, 32), noise: int = 12):
@@ -80,51 +71,14 @@ def check_paths() -> dict:
 
 # --------------------------------------------------------------------------- older CPUs
 
-_CHILD = f"""
-import json, sys
-sys.path.insert(0, {str(TESTS)!r})
-import test_knn_kernels_paths as t
-print(json.dumps(t.check_paths()))
-"""
-
-
-def _host_flags() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text().split("flags")[1].split("\n")[0]
-    except (OSError, IndexError):
-        return ""
-
-
-# isa -> (the host flag it needs, the L2 SIMD paths and psadbw width it must then take).
-TARGETS = {
-    "avx2": ("avx2", ["avx2"], 32),
-    "avxvnni": ("avx_vnni", ["vnni256", "avx2"], 32),
-    "sse2": ("sse2", [], 16),
-}
-
-
-def _targets_to_run():
-    flags = _host_flags().split()
-    return [isa for isa, (flag, _, _) in TARGETS.items() if X86 and flag in flags]
+# isa -> (the L2 SIMD paths and psadbw width its forced target must take).
+TARGETS = {"avx2": (["avx2"], 32), "avxvnni": (["vnni256", "avx2"], 32), "sse2": ([], 16)}
 
 
 @pytest.fixture(scope="module")
 def forced_runs():
-    """Start one child process per older target at once (each compiles its kernels, ~15-20 s
-    of one core on a cold cache), then collect them."""
-    procs = {}
-    for isa in _targets_to_run():
-        env = {**os.environ, **_kernels.target_env(isa)}
-        procs[isa] = subprocess.Popen(
-            [sys.executable, "-c", _CHILD], env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-    results = {}
-    for isa, proc in procs.items():
-        out, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, f"{isa} child failed:\n{err[-3000:]}"
-        results[isa] = json.loads(out.strip().splitlines()[-1])
-    return results
+    """check_paths() in one child process per older target this CPU executes, all at once."""
+    return run_children("test_knn_kernels_paths", "check_paths", TARGETS)
 
 
 @pytest.mark.parametrize("isa", list(TARGETS))
@@ -132,7 +86,7 @@ def test_forced_older_cpu_runs_its_own_paths_exactly(forced_runs, isa):
     if isa not in forced_runs:
         pytest.skip(f"this machine cannot execute {isa} code (or is not x86)")
     run = forced_runs[isa]
-    _, l2_simd, sad_width = TARGETS[isa]
+    l2_simd, sad_width = TARGETS[isa]
     assert run["l2_simd"] == l2_simd and run["sad_width"] == sad_width
     # l1: simd, generic; l2: the SIMD paths, gemm, generic; each with and without pruning.
     n_paths = 2 + len(l2_simd) + 2

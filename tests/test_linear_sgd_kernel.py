@@ -4,11 +4,13 @@ same seeds, same draws, results equal to float tolerance, on small problems; and
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import pytest
 from conftest import learnable_images
+from forced_target import run_children
 
 from cifarlab.linear import _sgd_kernels as kern
 from cifarlab.linear.losses import _loss_grad
@@ -151,6 +153,48 @@ def test_cifar_sized_rows():
     result = sgd(X, y, 10, config, rng=np.random.default_rng(0), mean=mean)
     reference = numpy_sgd(X, y, 10, config, rng=np.random.default_rng(0), mean=mean)
     compare(result, reference, rtol=5e-5)
+
+
+# --------------------------------------------------------------------------- older CPUs
+
+
+def check_whole_runs() -> dict:
+    """The whole-run tests above, in this process's numba target; returns the target and the
+    failures (the child process of :func:`test_older_cpus_train_as_the_numpy_loop_did`)."""
+    from cifarlab.knn._kernels import TARGET_CPU
+
+    raw = test_raw_images_train_as_the_numpy_loop_did
+    floats = test_float_input_without_mean_trains_as_the_numpy_loop_did
+    checks = [(f"raw {case}", raw, (case,)) for case in CASES]
+    checks += [
+        (f"float {loss} {dtype.__name__}", floats, (dtype, loss))
+        for dtype in (np.float32, np.float64)
+        for loss in ("hinge", "softmax")
+    ]
+    checks.append(("cifar-sized rows", test_cifar_sized_rows, ()))
+    failures = []
+    for name, check, args in checks:
+        try:
+            check(*args)
+        except AssertionError as error:
+            failures.append(f"{name}: {str(error)[:500]}")
+    return {"cpu": TARGET_CPU, "checked": len(checks), "failures": failures}
+
+
+@pytest.mark.parametrize("isa", ["avx2", "sse2"])
+def test_older_cpus_train_as_the_numpy_loop_did(isa):
+    # The step kernel has one path, but LLVM vectorises it for the target's widest vectors
+    # (and FMA or not): AVX2 and SSE2 code, run in child processes (tests/forced_target.py).
+    runs = _forced_runs()
+    if isa not in runs:
+        pytest.skip(f"this machine cannot execute {isa} code (or is not x86)")
+    assert runs[isa]["checked"] == len(CASES) + 5
+    assert runs[isa]["failures"] == []
+
+
+@functools.cache
+def _forced_runs() -> dict:
+    return run_children("test_linear_sgd_kernel", "check_whole_runs", ["avx2", "sse2"])
 
 
 # --------------------------------------------------------------------------- pieces
