@@ -107,7 +107,7 @@ def test_this_cpu_runs_its_paths_exactly():
 @pytest.mark.parametrize("impl", list(_kernels.L2_SIMD_PATHS))
 def test_l2_sums_stay_exact_beyond_int32(impl):
     # 600,000 features of 0 against 255: every product is -255 * 128 and a row's dot product
-    # is -1.96e10, far beyond int32; tile calls of at most 65,536 features keep each int32
+    # is -1.96e10, far beyond int32; tile calls of at most KB (<= 4,096) features keep each int32
     # lane exact, and the calls are summed in int64.
     d = 600_000
     Q = np.zeros((8, d), np.uint8)
