@@ -30,8 +30,8 @@ Ways to the k nearest references of a block of queries:
     loaded and queries stored as int16 ``q - 128`` (a copy per query chunk). With no fused
     accumulate it needs a ``vpaddd`` per ``vpmaddwd``; a pair still does twice the
     multiply-adds of one 256-bit float32 FMA. (benchmarks/knn.py, AVX2 code on a 2-core
-    Zen 4 against faiss held to AVX2: this kernel alone 0.61-0.66x faiss IndexFlatL2's time,
-    with the lower bounds below 0.19-0.22x.)
+    Zen 4 against faiss held to AVX2: this kernel alone 0.57-0.66x faiss IndexFlatL2's time,
+    with the lower bounds below 0.17-0.22x.)
 
     Exact by construction: a product is at most 255 * 128 = 32640 in magnitude, and each tile
     call covers at most ``KB <= 4096`` features, so every int32 lane, and the int32 sum of a
