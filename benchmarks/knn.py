@@ -5,25 +5,37 @@ holding the official binary batches, else from the mirror tarball
 ``../shared/data/cifar-10-mirror/cifar-10-binary.tar.gz`` (relative to the repository root),
 else a generated uint8 array of the same shape. ``--n-query`` / ``--n-ref`` run smaller.
 
-Reports: wall time of each method (ours: the median of ``--repeats`` runs; peers once), our
-speed-up over each peer, the peak memory of our calls (tracemalloc: numpy and numba buffers)
-and of the process (max RSS), and whether our neighbours equal an exact integer reference on
-a subset of queries. The L1 peers (and, with ``--peer-queries``, any peer) run on a query
+Reports: the CPU, the kernel paths it runs and the one each distance takes; the wall time of
+each of our paths on the same arrays (the median of ``--repeats`` runs; the SIMD paths with
+and without the exact lower bounds that prune pairs) and of the peers (once); our speed-up
+over each peer; the peak memory of our calls (tracemalloc: numpy and numba buffers) and of
+the process (max RSS); and whether each path's neighbours equal an exact integer reference
+on a subset of queries. The L1 peers (and, with ``--peer-queries``, any peer) run on a query
 subset and are extrapolated linearly to the full query count; the output says so. faiss's
-bundled OpenBLAS is pointed at this CPU's AVX-512 kernels (see :func:`prepare_peer_blas`), so
+bundled OpenBLAS is pointed at this CPU's best kernels (see :func:`prepare_peer_blas`), so
 the peers run at their best.
 
-Example (the full problem, about 8 minutes on 2 cores, mostly the peers)::
+``--target avx2`` (or ``avxvnni``, ``sse2``) reruns the benchmark in a child process whose
+numba code is compiled for that older CPU (``cifarlab.knn._kernels.target_env``), and the
+peers are held to that CPU's code too: faiss's bundled OpenBLAS to its kernels
+(``OPENBLAS_CORETYPE=Haswell`` for AVX2) and faiss's own SIMD dispatch to the same level
+(``FAISS_SIMD_LEVEL=AVX2``): older-CPU code on this CPU, not the older CPU itself.
+
+Example (the full problem, about 10 minutes on 2 cores, mostly the peers)::
 
     .venv/bin/python benchmarks/knn.py
+    .venv/bin/python benchmarks/knn.py --target avx2
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import platform
 import resource
 import statistics
+import subprocess
+import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -31,8 +43,11 @@ from pathlib import Path
 import numpy as np
 
 from cifarlab.data.archive import parse_batch, read_cifar10_archive
-from cifarlab.knn import _kernels, neighbors
 from cifarlab.params import DISTANCES
+
+# Set in main(): numba's target may be forced first (--target), so the kernels are imported
+# only then.
+_kernels = neighbors = None
 
 REPO = Path(__file__).resolve().parents[1]
 MIRROR = REPO.parent / "shared" / "data" / "cifar-10-mirror" / "cifar-10-binary.tar.gz"
@@ -108,7 +123,8 @@ def prepare_peer_blas(keep_default: bool) -> str:
     faiss-cpu wheels bundle OpenBLAS 0.3.15, too old to recognise recent Xeons: it falls back
     to its SSE3 "Prescott" kernels, 2-3x slower than it can be. OPENBLAS_CORETYPE is read
     when that library loads (at ``import faiss``), so it must be set before. numpy's and
-    scipy's newer OpenBLAS pick the same SkylakeX kernels by themselves.
+    scipy's newer OpenBLAS pick the same SkylakeX kernels by themselves. (With ``--target``
+    the parent has set it to the older CPU's kernels already.)
     """
     if keep_default:
         return "peers' BLAS left as detected (--peer-blas-default)"
@@ -136,6 +152,13 @@ def blas_kernels() -> str:
     )
 
 
+def faiss_simd_level(faiss) -> str:
+    try:
+        return str(faiss.SIMDConfig.get_level_name())
+    except AttributeError:  # a faiss without run-time dispatch
+        return "compiled in (" + faiss.get_compile_options().strip() + ")"
+
+
 def sklearn_version() -> str:
     import sklearn
 
@@ -144,6 +167,56 @@ def sklearn_version() -> str:
 
 def max_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+# --target: the peers' code for that older CPU: OpenBLAS's kernels and faiss's SIMD level
+# (faiss-cpu wheels dispatch at run time; FAISS_SIMD_LEVEL is read when it loads).
+PEER_ENV = {
+    "avx2": {"OPENBLAS_CORETYPE": "Haswell", "FAISS_SIMD_LEVEL": "AVX2"},
+    "avxvnni": {"OPENBLAS_CORETYPE": "Haswell", "FAISS_SIMD_LEVEL": "AVX2"},
+    "sse2": {"OPENBLAS_CORETYPE": "Prescott", "FAISS_SIMD_LEVEL": "NONE"},
+}
+
+
+def run_for_target(target: str) -> None:
+    """Rerun this benchmark in a child process compiled for an older CPU (see the module
+    docstring); its output is this run's."""
+    from cifarlab.knn._kernels import target_env
+
+    env = {**os.environ, **target_env(target), **PEER_ENV[target]}
+    argv = [a for a in sys.argv[1:] if a != f"--target={target}"]
+    if "--target" in argv:
+        i = argv.index("--target")
+        del argv[i : i + 2]
+    print(f"--target {target}: {target_env(target)['NUMBA_CPU_NAME']} code on this CPU, "
+          f"{' '.join(f'{k}={v}' for k, v in PEER_ENV[target].items())}", flush=True)  # fmt: skip
+    raise SystemExit(subprocess.call([sys.executable, __file__, *argv], env=env))
+
+
+def our_runs(distance: str, n_features: int, no_kernels: bool) -> list[tuple[str, str, bool]]:
+    """(label, impl, prune) of every path this CPU runs for ``distance``, the default first:
+    the SIMD tile paths with and without pruning, the GEMM path, not the plain loops."""
+    runs = []
+    for impl in neighbors.kernel_paths(distance, n_features):
+        if impl == "generic":
+            continue
+        name = "psadbw" if impl == "simd" else impl
+        if impl != "gemm" and _kernels.HAS_PRUNE:
+            runs.append((f"ours {distance} {name}, pruned", impl, True))
+            if no_kernels:
+                continue
+        runs.append((f"ours {distance} {name}", impl, False))
+    return runs if not no_kernels else runs[:1]
 
 
 def main() -> None:
@@ -180,11 +253,27 @@ def main() -> None:
         help="do not set OPENBLAS_CORETYPE for faiss's bundled OpenBLAS (see prepare_peer_blas)",
     )
     parser.add_argument(
-        "--no-fallback",
+        "--pairs",
+        type=int,
+        default=0,
+        help="then time our default L2 path (pruned and not) and faiss IndexFlatL2 in turns",
+    )
+    parser.add_argument("--pair-queries", type=int, default=2_000, help="queries of --pairs")
+    parser.add_argument(
+        "--only-default",
         action="store_true",
-        help="skip timing our portable L2 path (float32 GEMM + certified filter)",
+        help="time only the path each distance takes by default (not every path)",
+    )
+    parser.add_argument(
+        "--target",
+        choices=sorted(PEER_ENV),
+        help="compile our kernels for this older CPU (in a child process; see above)",
     )
     args = parser.parse_args()
+    if args.target:
+        run_for_target(args.target)
+    global _kernels, neighbors
+    from cifarlab.knn import _kernels, neighbors
 
     loaded = load_cifar(args.data)
     if loaded is None:
@@ -203,16 +292,19 @@ def main() -> None:
     print(f"process max RSS after loading the data: {max_rss_mib():.0f} MiB")
     import numba
 
-    print(
-        f"ours: numba {numba.__version__}, {numba.get_num_threads()} threads; "
-        f"L1 psadbw width {_kernels.SAD_WIDTH} bytes, L2 VNNI {_kernels.HAS_VNNI}"
-    )
+    runs = {d: our_runs(d, X_ref.shape[1], args.only_default) for d in DISTANCES}
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; numba {numba.__version__} compiles for "
+          f"{_kernels.TARGET_CPU}, {numba.get_num_threads()} threads")  # fmt: skip
+    print(f"kernel paths: L1 {neighbors.kernel_paths('l1', d)} (psadbw {_kernels.SAD_WIDTH} "
+          f"bytes wide), L2 {neighbors.kernel_paths('l2', d)}; by default L1 takes "
+          f"{neighbors._choose_impl('auto', 'l1', d)!r}, L2 "
+          f"{neighbors._choose_impl('auto', 'l2', d)!r}, pruned: {_kernels.HAS_PRUNE}")  # fmt: skip
 
     # Load the cached kernels (or compile them once) outside the timings.
     start = time.perf_counter()
     for distance in DISTANCES:
-        neighbors.kneighbors(X_query[:8], X_ref[:64], 2, distance)
-    neighbors._kneighbors(X_query[:8], X_ref[:64], 2, "l2", impl="gemm")
+        for _, impl, prune in runs[distance]:
+            neighbors._kneighbors(X_query[:8], X_ref[:300], 2, distance, impl=impl, prune=prune)
     print(f"kernel load/compile: {time.perf_counter() - start:.2f} s\n")
 
     check_rows = np.unique(
@@ -221,10 +313,10 @@ def main() -> None:
     results: dict[str, float] = {}
     found: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
 
-    def ours(label: str, distance: str, impl: str, subset: int | None = None) -> None:
+    def ours(label: str, distance: str, impl: str, prune: bool, subset: int | None) -> None:
         m = n_query if subset is None else min(subset, n_query)
         seconds, (idx, dist), peak = timed(
-            lambda: neighbors._kneighbors(X_query[:m], X_ref, k, distance, impl=impl),
+            lambda: neighbors._kneighbors(X_query[:m], X_ref, k, distance, impl=impl, prune=prune),
             args.repeats,
         )
         results[label] = seconds * n_query / m
@@ -233,10 +325,10 @@ def main() -> None:
         note += f"; peak traced {peak / 2**20:.0f} MiB; process max RSS {max_rss_mib():.0f} MiB"
         print(f"{label:<34} {results[label]:8.2f} s  ({note})", flush=True)
 
-    ours("ours l2", "l2", "auto")
-    if not args.no_fallback:
-        ours("ours l2, portable gemm path", "l2", "gemm")
-    ours("ours l1", "l1", "auto", args.l1_query_subset)
+    for distance in ("l2", "l1"):
+        subset = args.l1_query_subset if distance == "l1" else None
+        for label, impl, prune in runs[distance]:
+            ours(label, distance, impl, prune, subset)
 
     # The exact reference, once per distance, after our timings (its float64 copy of the
     # references would otherwise show in the RSS figures above).
@@ -259,7 +351,7 @@ def main() -> None:
         from sklearn.neighbors import KNeighborsClassifier
 
         print(f"peers: faiss {faiss.__version__}, scikit-learn {sklearn_version()}; {blas_note}")
-        print(f"BLAS kernels loaded: {blas_kernels()}")
+        print(f"BLAS kernels loaded: {blas_kernels()}; faiss SIMD level: {faiss_simd_level(faiss)}")
 
         Xr32 = X_ref.astype(np.float32)
         Xq32 = X_query.astype(np.float32)
@@ -276,6 +368,35 @@ def main() -> None:
             agree = np.mean(np.all(idx[check_rows[sel]] == reference[distance][0][sel], axis=1))
             note += f"; rows identical to exact: {agree:.0%} of {int(sel.sum())} checked"
             print(f"{label:<34} {results[label]:8.2f} s  ({note})", flush=True)
+
+        def alternate_l2(pairs: int, m: int, search, k: int) -> None:
+            """Our default L2 path (pruned, and its kernel alone) and faiss IndexFlatL2 in
+            turns, the order rotating, on m queries: on a shared machine the load drifts, and
+            turns put all three under the same drift."""
+            faiss_l2 = search(faiss.METRIC_L2)
+            runs = {
+                "ours pruned": lambda: neighbors._kneighbors(X_query[:m], X_ref, k, "l2"),
+                "ours kernel": lambda: neighbors._kneighbors(
+                    X_query[:m], X_ref, k, "l2", prune=False
+                ),
+                "faiss": lambda: faiss_l2(Xq32[:m]),
+            }
+            names = list(runs)
+            times = {name: [] for name in names}
+            for i in range(pairs):
+                for name in names[i % 3 :] + names[: i % 3]:
+                    start = time.perf_counter()
+                    runs[name]()
+                    times[name].append(time.perf_counter() - start)
+                print("  turn " + str(i + 1) + ": " + ", ".join(
+                    f"{name} {times[name][-1]:.2f} s" for name in names))  # fmt: skip
+            for name in names[:2]:
+                ratios = [a / b for a, b in zip(times[name], times["faiss"], strict=True)]
+                ours_s = statistics.median(times[name])
+                faiss_s = statistics.median(times["faiss"])
+                print(f"alternating, {m} queries: {name} median {ours_s:.2f} s, faiss median "
+                      f"{faiss_s:.2f} s; median ratio {statistics.median(ratios):.2f} (range "
+                      f"{min(ratios):.2f}-{max(ratios):.2f})")  # fmt: skip
 
         def faiss_search(metric_type):
             def run(Q):
@@ -302,13 +423,19 @@ def main() -> None:
         )
         peer("sklearn brute L1", cap(args.sklearn_l1_queries), sklearn_search("manhattan"), "l1")
 
-        print("\nspeed-up of ours (peer time / our time, same arrays, same process):")
-        for ours_label, peers in [
-            ("ours l2", ["faiss IndexFlatL2", "sklearn brute L2"]),
-            ("ours l1", ["faiss IndexFlat(METRIC_L1)", "sklearn brute L1"]),
-        ]:
-            for p in peers:
-                print(f"  {ours_label} vs {p:<28} {results[p] / results[ours_label]:6.1f}x")
+        if args.pairs:
+            alternate_l2(args.pairs, min(args.pair_queries, n_query), faiss_search, k)
+        print("\nour time / peer time (same arrays, same process):")
+        peers_of = {
+            "l2": ["faiss IndexFlatL2", "sklearn brute L2"],
+            "l1": ["faiss IndexFlat(METRIC_L1)", "sklearn brute L1"],
+        }
+        for distance in ("l2", "l1"):
+            for ours_label, _, _ in runs[distance]:
+                ratios = ", ".join(
+                    f"{results[ours_label] / results[p]:.2f}x {p}" for p in peers_of[distance]
+                )
+                print(f"  {ours_label:<34} {ratios}")
         print("(peers get float32 copies made outside their timings; ours reads the uint8)")
     print(f"\nprocess max RSS: {max_rss_mib():.0f} MiB")
 

@@ -15,7 +15,16 @@ On the same arrays:
    subtraction included -- with the hyperparameters of params.yaml (``svm``) and the ones
    ``svm_tune`` chose (``reports/svm_choice.json``, or ``--learning-rate/--reg/--batch-size``).
    Median of ``--repeats`` runs; once more with the default BLAS threads for comparison.
-3. Tracking overhead: what ``svm_train`` does after loading its data (training, saving the
+3. The memory floor of an epoch: the bytes of uint8 training data an epoch reads once
+   (n_train x 3,072) divided by the bandwidth a simple streaming read of them reaches here
+   (a compiled loop summing the array's 64-bit words, one thread), against our epoch: the
+   SGD steps alone, and with the per-epoch train / val accuracies; their ratios. Also the
+   compute floor: the epoch's 2 x 10 multiply-adds per byte at the float32 FMA rate one core
+   reaches here (a compiled loop of independent FMAs in registers), since an epoch is
+   compute-bound, not memory-bound, on these CPUs. And the numpy epoch the step kernel
+   replaced (gather, convert, centre, two BLAS products per minibatch), alternating with ours
+   on the same data, with the ratio.
+4. Tracking overhead: what ``svm_train`` does after loading its data (training, saving the
    model, the two figures) with and without its MLflow run (params, the per-step loss and
    per-epoch accuracies streamed while training, the figures, the pyfunc model) against a
    temporary SQLite store. Each measurement is a fresh Python process, as a stage is, so every
@@ -24,10 +33,15 @@ On the same arrays:
    of the medians, the median of the paired differences, the time the stage spends inside its
    tracking calls, and the CPU time of the tracking worker (on the other core).
 
+``--target avx2`` reruns it in a child process whose numba code is compiled for an AVX2 CPU
+(``cifarlab.knn._kernels.target_env``; the BLAS of scikit-learn and of the accuracies held to
+its Haswell kernels): AVX2 code on this CPU, not an AVX2 CPU.
+
 Example (about 4 minutes on 2 cores)::
 
     .venv/bin/python benchmarks/linear.py
     .venv/bin/python benchmarks/linear.py --loss softmax
+    .venv/bin/python benchmarks/linear.py --epoch-only --target avx2
     .venv/bin/python benchmarks/linear.py --tracking-only --repeats 9
 """
 
@@ -136,7 +150,8 @@ def svm_train_work(load_data, hyper, workdir: Path, tracked: bool) -> dict:
     time of the worker process (on another core).
     """
     from cifarlab.linear.classifier import save_linear_model, train_linear
-    from cifarlab.plots import save_figure, templates_figure, training_figure
+    from cifarlab.linear.plots import templates_figure, training_figure
+    from cifarlab.plots import save_figure
 
     parts = dict.fromkeys(("start run", "per-epoch sends", "logging calls", "wait for worker"), 0.0)
     start = time.perf_counter()
@@ -253,6 +268,181 @@ def tracking_overhead(train, val, hyper, class_names, repeats: int) -> None:
           f"{worker_cpu:.2f} s")  # fmt: skip
 
 
+def streaming_read_bandwidth(X: np.ndarray, repeats: int = 9) -> tuple[float, float]:
+    """(bytes per second, seconds): the median of ``repeats`` single-threaded passes that
+    read every byte of ``X`` once (summing it as 64-bit words: LLVM vectorises the loop, so
+    the pass runs at what the memory delivers to one core)."""
+    from numba import njit
+
+    @njit(cache=False)
+    def read_all(words):
+        s = np.uint64(0)
+        for i in range(words.size):
+            s += words[i]
+        return s
+
+    words = np.ascontiguousarray(X).reshape(-1)
+    words = words[: words.size // 8 * 8].view(np.uint64)
+    read_all(words[:64])
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        read_all(words)
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    return words.nbytes / seconds, seconds
+
+
+def fma_rate(seconds: float = 0.5) -> float:
+    """float32 multiply-adds per second one core reaches: 12 independent chains of vector
+    FMAs (``llvm.fma`` on the widest vectors numba's target has) in registers, timed by the
+    thread's CPU time."""
+    from llvmlite import ir
+    from numba import njit, types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    from cifarlab.knn import _kernels
+
+    lanes = 16 if "avx512f" in _kernels._FEATURES else 8
+    vec = ir.VectorType(ir.FloatType(), lanes)
+
+    @intrinsic
+    def fma_chains(typingctx, n):
+        def codegen(context, builder, signature, args):
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vec, [vec] * 3), f"llvm.fma.v{lanes}f32"
+            )
+            a = ir.Constant(vec, [0.999] * lanes)
+            b = ir.Constant(vec, [1e-3] * lanes)
+            accs = [cgutils.alloca_once_value(builder, ir.Constant(vec, [float(i)] * lanes))
+                    for i in range(12)]  # fmt: skip
+            with cgutils.for_range(builder, args[0]):
+                for p in accs:
+                    builder.store(builder.call(fn, [builder.load(p), a, b]), p)
+            total = builder.load(accs[0])
+            for p in accs[1:]:
+                total = builder.fadd(total, builder.load(p))
+            return builder.extract_element(total, ir.Constant(ir.IntType(32), 0))
+
+        return types.float32(n), codegen
+
+    @njit(cache=False)
+    def run(n):
+        return fma_chains(n)
+
+    run(10)
+    n = 100_000
+    while True:
+        start = time.thread_time()
+        run(n)
+        elapsed = time.thread_time() - start
+        if elapsed > seconds:
+            return n * 12 * lanes / elapsed
+        n *= 4
+
+
+def numpy_epoch(X, y, X_val, y_val, hyper, rng) -> tuple[float, float]:
+    """One epoch as cifarlab.linear.sgd ran it before the step kernel, on the same data: each
+    minibatch gathered, converted to float32 and centred by numpy, then ``losses._loss_grad``
+    (two skinny BLAS products) and the update; then the epoch's two accuracies (BLAS, in
+    chunks). Returns (seconds of the steps, seconds of the accuracies)."""
+    from cifarlab.linear.losses import _loss_grad
+    from cifarlab.linear.sgd import _accuracy
+
+    n, d = X.shape
+    mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+    W = (1e-3 * rng.standard_normal((d, int(y.max()) + 1))).astype(np.float32)
+    b = np.zeros(W.shape[1], np.float32)
+    lr, batch = hyper["learning_rate"], hyper["batch_size"]
+    objective = (hyper["loss"], hyper["reg"], hyper["reg_type"], hyper["l1_ratio"], hyper["delta"])
+    order = rng.permutation(n)
+    start = time.perf_counter()
+    for i in range(0, n, batch):
+        idx = order[i : i + batch]
+        Xb = X[idx].astype(np.float32)
+        Xb -= mean
+        _, dW, db = _loss_grad(W, b, Xb, y[idx], *objective)
+        W -= lr * dW
+        b -= lr * db
+    steps = time.perf_counter() - start
+    rows = hyper.get("train_eval_size") or n
+    start = time.perf_counter()
+    _accuracy(X[:rows], y[:rows], W, b, mean)
+    _accuracy(X_val, y_val, W, b, mean)
+    return steps, time.perf_counter() - start
+
+
+def epoch_floor(train, val, hyper, repeats: int) -> None:
+    """The memory floor of an epoch against our epoch and the numpy epoch it replaced (see the
+    module docstring, item 3). Ours and the numpy epoch alternate, ``repeats`` turns each, so
+    that both see the same load; medians are reported."""
+    from cifarlab.linear import _sgd_kernels
+    from cifarlab.linear.classifier import LinearClassifier
+    from cifarlab.linear.sgd import _kernel_accuracy, single_blas_thread
+
+    bandwidth, read_seconds = streaming_read_bandwidth(train.X)
+    n, d = train.X.shape
+    floor = n * d / bandwidth
+    flops = fma_rate()
+    n_classes = int(train.y.max()) + 1
+    compute_floor = 2 * n * d * n_classes / flops
+    print(f"epoch floor: {n:,} x {d:,} uint8 = {n * d / 1e6:.1f} MB per epoch; a streaming "
+          f"read of them reaches {bandwidth / 1e9:.1f} GB/s (one thread, {read_seconds * 1e3:.1f}"
+          f" ms): memory floor {floor * 1e3:.1f} ms per epoch")  # fmt: skip
+    print(f"compute: {2 * n_classes} multiply-adds per byte (scores and gradient); one core's "
+          f"float32 FMA rate here {flops / 1e9:.1f} G/s: compute floor "
+          f"{compute_floor * 1e3:.1f} ms per epoch")  # fmt: skip
+    stamps: list[float] = []
+    epochs = max(3, int(hyper["epochs"]))
+    model = LinearClassifier(**{**hyper, "epochs": epochs})
+    epoch_times, eval_times, old_steps, old_evals = [], [], [], []
+    rows = hyper.get("train_eval_size") or n
+    rng = np.random.default_rng(0)
+
+    def ours() -> None:
+        stamps.clear()
+        start = time.perf_counter()
+        model.fit(train.X, train.y, val.X, val.y,
+                  on_epoch_end=lambda *a: stamps.append(time.perf_counter()))  # fmt: skip
+        epoch_times.extend(np.diff([start, *stamps])[1:])  # the first epoch also draws W
+        # The accuracies of an epoch, alone: the same calls on the fitted weights.
+        Wt = np.ascontiguousarray(model.W_.T)
+        buffers = _sgd_kernels.scratch(Wt.shape[0], d, Wt.dtype)
+        t = time.perf_counter()
+        for X, y in ((train.X[:rows], train.y[:rows]), (val.X, val.y)):
+            _kernel_accuracy(X, y, Wt, model.b_, model.mean_, buffers)
+        eval_times.append(time.perf_counter() - t)
+
+    def numpy_loop() -> None:
+        steps, evals = numpy_epoch(train.X, train.y, val.X, val.y, hyper, rng)
+        old_steps.append(steps)
+        old_evals.append(evals)
+
+    with single_blas_thread():
+        model.fit(train.X[:2000], train.y[:2000])  # compile / load the kernels
+        for turn in range(repeats):
+            for run in (ours, numpy_loop) if turn % 2 == 0 else (numpy_loop, ours):
+                run()
+    epoch = float(np.median(epoch_times))
+    scoring = float(np.median(eval_times))
+    steps = epoch - scoring
+    old_step = float(np.median(old_steps))
+    old_epoch = old_step + float(np.median(old_evals))
+    print(
+        f"ours ({_sgd_kernels.__name__}, one thread, batch {hyper['batch_size']}, "
+        f"{hyper['loss']}): epoch {epoch * 1e3:.1f} ms = SGD steps {steps * 1e3:.1f} ms + "
+        f"accuracies {scoring * 1e3:.1f} ms (median of {len(epoch_times)} epochs, {repeats} fits)"
+    )
+    print(f"the numpy loop it replaced (same data, alternating with ours, one BLAS thread): "
+          f"epoch {old_epoch * 1e3:.1f} ms = steps {old_step * 1e3:.1f} ms + accuracies "
+          f"{(old_epoch - old_step) * 1e3:.1f} ms (medians of {repeats})")  # fmt: skip
+    print(f"ratio to the memory floor: steps {steps / floor:.1f}x, epoch {epoch / floor:.1f}x; "
+          f"to the compute floor: steps {steps / compute_floor:.2f}x, epoch "
+          f"{epoch / compute_floor:.2f}x; numpy loop / ours: steps {old_step / steps:.2f}x, "
+          f"epoch {old_epoch / epoch:.2f}x\n", flush=True)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--generated", action="store_true", help="skip the mirror")
@@ -263,7 +453,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-sklearn", action="store_true")
     parser.add_argument("--tracking-only", action="store_true", help="only the tracking overhead")
+    parser.add_argument("--epoch-only", action="store_true", help="only the epoch floor (item 3)")
+    parser.add_argument(
+        "--target", choices=("avx2", "sse2"), help="our kernels compiled for this older CPU"
+    )
     args = parser.parse_args()
+    if args.target:
+        sys.path.insert(0, str(REPO / "src"))
+        from cifarlab.knn._kernels import target_env
+
+        env = {**os.environ, **target_env(args.target),
+               "OPENBLAS_CORETYPE": "Haswell" if args.target == "avx2" else "Prescott"}  # fmt: skip
+        argv = [a for a in sys.argv[1:] if a not in ("--target", args.target)]
+        print(f"--target {args.target}: {env['NUMBA_CPU_NAME']} code on this CPU", flush=True)
+        raise SystemExit(subprocess.call([sys.executable, __file__, *argv], env=env))
 
     sys.path.insert(0, str(REPO / "src"))
     hyper = hyperparameters(args)
@@ -273,6 +476,9 @@ def main() -> None:
 
     if args.tracking_only:
         tracking_overhead(train, val, hyper, class_names, args.repeats)
+        return
+    epoch_floor(train, val, hyper, args.repeats)
+    if args.epoch_only:
         return
     rows = []
     if not args.skip_sklearn:

@@ -13,11 +13,9 @@ from cifarlab.errors import ConfigError
 from cifarlab.knn import _kernels, neighbors
 from cifarlab.params import DISTANCES
 
-# Every kernel this machine can run: "simd" needs psadbw (L1) / AVX-512 VNNI (L2).
-IMPLS = {
-    "l1": ["generic"] + (["simd"] if _kernels.HAS_SAD else []),
-    "l2": ["generic", "gemm"] + (["simd"] if _kernels.HAS_VNNI else []),
-}
+# Every kernel this machine can run natively: "simd" needs psadbw (L1); the L2 SIMD paths
+# (vnni512, vnni256, avx2) their instructions. Older CPUs' paths: test_knn_kernels_paths.py.
+IMPLS = {distance: neighbors.kernel_paths(distance) for distance in DISTANCES}
 CASES = [(distance, impl) for distance in DISTANCES for impl in IMPLS[distance]]
 
 
@@ -33,6 +31,7 @@ def check(Q, R, k, distance, impl, **kwargs):
 # --- exactness ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("prune", [True, False])
 @pytest.mark.parametrize(("distance", "impl"), CASES)
 @pytest.mark.parametrize(
     ("n_query", "n_ref", "d", "k"),
@@ -46,9 +45,9 @@ def check(Q, R, k, distance, impl, **kwargs):
         (9, 40, 3075, 3),
     ],
 )
-def test_matches_reference_on_random_data(distance, impl, n_query, n_ref, d, k):
+def test_matches_reference_on_random_data(distance, impl, n_query, n_ref, d, k, prune):
     rng = np.random.default_rng([n_query, n_ref, d, k])
-    check(images(rng, n_query, d), images(rng, n_ref, d), k, distance, impl)
+    check(images(rng, n_query, d), images(rng, n_ref, d), k, distance, impl, prune=prune)
 
 
 @pytest.mark.parametrize(("distance", "impl"), CASES)
@@ -301,3 +300,18 @@ def test_private_impl_choice_is_validated():
         neighbors._kneighbors(_X, _X, 1, "l1", impl="fast")
     with pytest.raises(ConfigError, match="impl='gemm' is for 'l2'"):
         neighbors._kneighbors(_X, _X, 1, "l1", impl="gemm")
+    with pytest.raises(ConfigError, match="impl='avx2' is an 'l2' kernel"):
+        neighbors._kneighbors(_X, _X, 1, "l1", impl="avx2")
+    for name in _kernels.L2_SIMD_NAMES:
+        if name not in _kernels.L2_SIMD_PATHS:
+            with pytest.raises(ConfigError, match="needs CPU support this machine lacks"):
+                neighbors._kneighbors(_X, _X, 1, "l2", impl=name)
+
+
+def test_auto_takes_the_fastest_path_and_simd_the_fastest_tile_kernel():
+    assert neighbors._choose_impl("auto", "l1", 3072) == ("simd" if _kernels.HAS_SAD else "generic")
+    l2 = list(_kernels.L2_SIMD_PATHS)
+    assert neighbors._choose_impl("auto", "l2", 3072) == (l2[0] if l2 else "gemm")
+    if l2:
+        assert neighbors._choose_impl("simd", "l2", 3072) == l2[0]
+    assert neighbors.kernel_paths("l2", 2**23)[-2:] != ["gemm", "generic"]  # no GEMM bound

@@ -428,10 +428,11 @@ def _both_worked(url, name):
         pytest.skip("one worker ran every trial before the other started")
 
 
-def test_a_search_does_not_depend_on_the_number_of_workers(tmp_path, median_search):
-    _, one, best_one, _, _ = median_search  # one worker
+def test_a_search_does_not_depend_on_the_number_of_workers(tmp_path):
     url = f"sqlite:///{tmp_path}/o.db"
-    two, best_two, name, _ = _search(url, n_jobs=2)
+    one, best_one, _, _ = _search(url, n_jobs=1, data=_slow_data())
+    two, best_two, name, _ = _search(url, n_jobs=2, data=_slow_data())
+    assert "PRUNED" in set(one["state"]), one
     assert one.equals(two), (one, two)  # the same trials, pruned at the same epochs
     assert best_one == best_two
     _both_worked(url, name)
@@ -440,12 +441,13 @@ def test_a_search_does_not_depend_on_the_number_of_workers(tmp_path, median_sear
 def test_a_grid_search_with_two_workers_trains_each_trial_as_a_direct_fit(tmp_path):
     settings = {**TUNE, "sampler": "grid", "pruner": "none"}
     url = f"sqlite:///{tmp_path}/o.db"
-    table, best, name, _ = _search(url, settings, n_jobs=2)
+    train, val = _slow_data()
+    table, best, name, _ = _search(url, settings, n_jobs=2, data=(train, val))
     queued = trial_lists.queued_trials(settings)
     assert [searched(**row) for row in table.to_dict("records")] == queued
     for row in table.itertuples():
         hyper = {"learning_rate": row.learning_rate, "reg": row.reg, "batch_size": row.batch_size}
-        model = LinearClassifier(**BASE, **hyper).fit(TRAIN.X, TRAIN.y, VAL.X, VAL.y)
+        model = LinearClassifier(**BASE, **hyper).fit(train.X, train.y, val.X, val.y)
         assert row.state == "COMPLETE" and row.epochs_run == BASE["epochs"]
         assert row.val_accuracy == model.val_accuracy_history_[-1]
         assert row.final_loss == model.loss_history_[-1]
@@ -489,9 +491,9 @@ def test_a_diverging_trial_stops_the_search_after_it_was_reported(tmp_path):
 
 @functools.cache
 def _slow_data():
-    """Train / val with trials long enough (about 0.1 s each) for a second worker to arrive,
+    """Train / val with trials long enough (about 0.3 s each) for a second worker to arrive,
     or a killer to catch one, before they are all done."""
-    return Split(*images(seed=2, n=4000, d=3072)), Split(*images(seed=3, n=45, d=3072))
+    return Split(*images(seed=2, n=12_000, d=3072)), Split(*images(seed=3, n=45, d=3072))
 
 
 def _join_elsewhere(url, train, val, out, ready):

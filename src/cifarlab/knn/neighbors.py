@@ -10,31 +10,36 @@ How the distance matrix (the whole cost of k-NN) is computed, see :mod:`cifarlab
 * ``"l1"``: a cache-blocked, register-tiled numba kernel around the ``psadbw`` instruction
   (64 absolute byte differences per instruction with AVX-512BW; AVX2/SSE2 widths otherwise;
   plain loops off x86), parallel over query blocks, fused with the top-k selection.
-* ``"l2"`` where AVX-512 VNNI exists: the same kernel shape around ``vpdpbusd`` (u8 x s8 dot
-  products with int32 accumulation). With the query shifted by 128 to signed bytes every
-  product and partial sum is an exact integer (no overflow below ~10^6 features), so the
-  result is exact by construction, with no bound and no re-ranking. The int8 instruction does
-  4x the multiply-adds of a float32 FMA, which beats the BLAS GEMM of the same cores: on a
-  2-core Xeon (Emerald Rapids), the full 10,000 x 50,000 x 3,072 problem takes 7.5 s, against
-  12.2 s for the GEMM path below (numpy's OpenBLAS sgemm alone ~11 s).
-* ``"l2"`` without VNNI (or ``d >= 2^23`` features: plain loops): one float32 BLAS GEMM on the
-  data shifted by 128 (exact small integers), then a rigorous rounding-error bound
+* ``"l2"``: the same kernel shape around integer dot products of the references with the
+  queries shifted by 128 to signed values, whose every product and partial sum is an exact
+  integer: no bound, no re-ranking. By the instructions the CPU has, fastest first:
+  ``"vnni512"`` (AVX-512 VNNI ``vpdpbusd``), ``"vnni256"`` (the same on 256-bit vectors, from
+  AVX-VNNI or AVX-512 VL), ``"avx2"`` (``vpmaddwd`` on 16-bit values, every AVX2 CPU). Each does
+  more multiply-adds per instruction than the float32 FMA of a BLAS GEMM on the same vectors
+  (4x, 4x and 2x, the last at the cost of a separate add).
+* Both, on the SIMD paths: exact lower bounds from "coarse images" (one byte per 4 x 4 pixel
+  square) skip the pairs that cannot be among the k nearest, before their distance is
+  computed (``prune``; on CIFAR-10 the final k-th distance alone rules out 97% of the pairs
+  for k = 10 and 93% for k = 100; dropped by itself on data where it does not pay).
+* ``"l2"`` on a CPU without AVX2 (or ``impl="gemm"``): one float32 BLAS GEMM on the data
+  shifted by 128 (exact small integers), then a rigorous rounding-error bound
   (|fl(q'.r') - q'.r'| <= gamma_d |q'| |r'|, gamma_d = d u / (1 - d u), u = 2^-24, valid for
   any summation order, blocking or FMA use) keeps every reference whose approximate distance
   is within the bound window of the k-th; only those, typically k plus a handful, are
   re-ranked with exact int64 distances (numba, parallel, fused with the threshold; |q'|^2 is
-  constant per row and left out of the ranking). Exact float32 GEMMs over 1024-feature blocks
-  summed in int32 measured ~25% slower than this single K=3072 GEMM before any selection, so
-  the filter is the fallback. A spot check of the bound on the first GEMM block refuses a BLAS
-  running in reduced precision.
+  constant per row and left out of the ranking). A spot check of the bound on the first GEMM
+  block refuses a BLAS running in reduced precision. ``d >= 2^23`` features without AVX2:
+  plain loops.
 
 Memory: the SIMD paths never store a distance matrix, only per-thread int64 buffers
-(<= 128 x 256) and a shifted copy of the query chunk; the GEMM path holds a float32 copy of
-(a block of) the references, a float32 query chunk and their float32 product. All are sized
-to ``memory_budget_bytes``: references are blocked when a full float32 copy would not fit,
-and per-block candidates merge exactly in the per-query heaps. The budget is honoured down to
-one query row and one reference row (a 4-row tile on the SIMD paths) at a time; the output
-(2 x n_query x k int64) and O(n_query + n_ref) row norms come on top.
+(<= 2 x 128 x 256) and a shifted copy of the query chunk (int16 on the AVX2 path), plus the
+coarse images (1/16 of the images' bytes; the references' on top of the budget); the GEMM
+path holds a float32 copy of (a block of) the references, a float32 query chunk and their
+float32 product. All are sized to ``memory_budget_bytes``: references are blocked when a full
+float32 copy would not fit, and per-block candidates merge exactly in the per-query heaps.
+The budget is honoured down to one query row and one reference row (a tile on the SIMD
+paths) at a time; the output (2 x n_query x k int64) and O(n_query + n_ref) row norms come
+on top.
 
 :func:`kneighbors` and :func:`vote` check their arguments; :func:`_kneighbors` and
 :func:`_vote`, which the estimator and the cross-validation call with checked ones, do not.
@@ -53,7 +58,7 @@ from cifarlab.params import KNN, Param, check_values
 
 __all__ = ["kneighbors", "vote"]
 
-_IMPLS = ("auto", "simd", "generic", "gemm")
+_IMPLS = ("auto", "simd", "generic", "gemm", *_kern.L2_SIMD_NAMES)
 # Query rows per kernel call on the SIMD paths: about 2^38 feature-pairs (~1 s), so the
 # progress bar moves often while each call still has many blocks for the threads to share.
 _WORK_PER_CHUNK = 1 << 38
@@ -111,12 +116,17 @@ def _kneighbors(
     progress: bool = False,
     desc: str | None = None,
     impl: str = "auto",
+    prune: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`kneighbors` on checked arguments (C-contiguous uint8 arrays, 1 <= k <= n_ref),
     with the kernel choice exposed (tests, benchmark).
 
-    impl : "auto" (fastest available), "simd" (psadbw / VNNI tiles), "generic" (same tiling,
-    plain integer loops) or "gemm" (L2 only: float32 GEMM + certified filter + exact re-rank).
+    impl : "auto" (fastest available), "simd" (the fastest SIMD tile kernel: psadbw for L1,
+    else as below), "generic" (same tiling, plain integer loops), "gemm" (L2 only: float32 GEMM
+    + certified filter + exact re-rank), or for L2 one SIMD tile kernel by name: "vnni512",
+    "vnni256" or "avx2" (see :func:`kernel_paths`).
+    prune : skip the pairs that exact lower bounds rule out (the SIMD tile paths; see the
+    module docstring). Results are the same either way.
     """
     impl = _choose_impl(impl, distance, X_ref.shape[1])
     budget = memory_budget_bytes
@@ -134,26 +144,51 @@ def _kneighbors(
             if impl == "gemm":
                 _run_gemm(X_query, X_ref, heap_d, heap_i, budget, bar)
             else:
-                _run_tiles(X_query, X_ref, distance, heap_d, heap_i, budget, impl == "simd", bar)
+                path = _PATHS[impl]
+                prune = prune and _kern.HAS_PRUNE and path != _kern.PATH_GENERIC
+                _run_tiles(X_query, X_ref, distance, heap_d, heap_i, budget, path, prune, bar)
     order = np.lexsort((heap_i, heap_d), axis=1)
     return np.take_along_axis(heap_i, order, 1), np.take_along_axis(heap_d, order, 1)
 
 
+def kernel_paths(distance: str, n_features: int = 3072) -> list[str]:
+    """The kernel paths this CPU (or the target forced by NUMBA_CPU_NAME/NUMBA_CPU_FEATURES)
+    runs for ``distance``, the one ``impl="auto"`` takes first."""
+    if distance == "l1":
+        paths = ["simd"] if _kern.HAS_SAD else []
+    else:
+        paths = list(_kern.L2_SIMD_PATHS)
+        if n_features * _U < 0.5:
+            paths.append("gemm")
+    return [*paths, "generic"]
+
+
+# impl name -> the path argument of the tile kernels.
+_PATHS = {
+    "generic": _kern.PATH_GENERIC,
+    "simd": _kern.PATH_SAD,
+    "avx2": _kern.PATH_AVX2,
+    "vnni256": _kern.PATH_VNNI256,
+    "vnni512": _kern.PATH_VNNI512,
+}
+
+
 def _choose_impl(impl: str, distance: str, d: int) -> str:
-    """The kernel path for ``impl`` ("auto": the fastest this CPU runs exactly for d features);
-    ConfigError for a path this CPU or problem cannot take."""
+    """The kernel path for ``impl`` ("auto": the fastest this CPU runs exactly for d features;
+    "simd" for L2: its fastest SIMD tile kernel); ConfigError for a path this CPU or problem
+    cannot take."""
     if impl not in _IMPLS:
         raise ConfigError(f"impl must be one of {_IMPLS}, got {impl!r}")
     if impl == "auto":
-        if distance == "l1":
-            return "simd" if _kern.HAS_SAD else "generic"
-        if _kern.HAS_VNNI and d <= _kern.VNNI_MAX_FEATURES:
-            return "simd"
-        return "gemm" if d * _U < 0.5 else "generic"
-    if impl == "simd" and not (_kern.HAS_SAD if distance == "l1" else _kern.HAS_VNNI):
-        raise ConfigError(f"impl='simd' for {distance!r} needs CPU support this machine lacks")
-    if impl == "simd" and distance == "l2" and d > _kern.VNNI_MAX_FEATURES:
-        raise ConfigError(f"impl='simd' for 'l2' supports up to {_kern.VNNI_MAX_FEATURES} features")
+        return kernel_paths(distance, d)[0]
+    if impl in _kern.L2_SIMD_NAMES and distance != "l2":
+        raise ConfigError(f"impl={impl!r} is an 'l2' kernel, got distance {distance!r}")
+    if impl == "simd" and distance == "l2":
+        if not _kern.L2_SIMD_PATHS:
+            raise ConfigError("impl='simd' for 'l2' needs AVX2, which this machine lacks")
+        return next(iter(_kern.L2_SIMD_PATHS))
+    if impl not in kernel_paths(distance, d) and impl != "gemm":
+        raise ConfigError(f"impl={impl!r} for {distance!r} needs CPU support this machine lacks")
     if impl == "gemm" and (distance != "l2" or d * _U >= 0.5):
         raise ConfigError(f"impl='gemm' is for 'l2' with < 2**23 features, got {distance!r}, {d}")
     return impl
@@ -166,16 +201,33 @@ def _n_qblocks(m: int, tq: int, max_rows: int) -> int:
     return max(1, min(n, m // tq))
 
 
-def _run_tiles(Xq, Xr, distance, heap_d, heap_i, budget, use_simd, bar) -> None:
+def _run_tiles(Xq, Xr, distance, heap_d, heap_i, budget, path, prune, bar) -> None:
     n_query, d = Xq.shape
     n_ref = Xr.shape[0]
-    tq = _kern.L1_TQ if distance == "l1" else _kern.L2_TQ
-    # Half the budget for the per-thread int64 buffers (block rows x RB), half for the query
-    # chunk's shifted copy (L2) and row sums.
+    l2 = distance == "l2"
+    tq = _kern.tile_shape(path)[0]
+    n_groups = -(-d // _kern.GROUP) if prune else 0
+    a_bytes = 2 if path == _kern.PATH_AVX2 else 1
+    # Bytes per query row of the chunk's copies: the shifted queries (L2: int16 on the AVX2
+    # path, int8 otherwise), row sums, and the coarse images (and their shifted copy) to prune.
+    copy_bytes = (a_bytes * d if l2 else 0) + 16 + (1 + a_bytes) * n_groups
+    # Half the budget for the per-thread int64 buffers (block rows x RB; two when pruning),
+    # half for the query chunk's copies.
     threads = numba.get_num_threads()
-    max_rows = min(_kern.QB, max(tq, budget // 2 // (threads * _kern.RB * 8)))
-    rows = min(n_query, max(1, _WORK_PER_CHUNK // (n_ref * d)), max(1, budget // 2 // (d + 16)))
-    if distance == "l2":
+    per_row = threads * _kern.RB * 8 * (2 if prune else 1)
+    max_rows = min(_kern.QB, max(tq, budget // 2 // per_row))
+    rows = min(n_query, max(1, _WORK_PER_CHUNK // (n_ref * d)), max(1, budget // 2 // copy_bytes))
+    none = np.zeros(0, np.int64)
+    PR = np.zeros((0, 0), np.uint8)
+    p_const = none
+    if prune:
+        groups = _kern.pool_groups(d)
+        PR = np.empty((n_ref, n_groups), np.uint8)
+        _kern.pool(Xr, groups, PR)
+        if l2:
+            s, s2 = _kern.row_sums(PR)
+            p_const = s2 - 256 * s
+    if l2:
         r_sum, r_sq = _kern.row_sums(Xr)
         r_const = r_sq - 256 * r_sum
         del r_sum, r_sq
@@ -183,14 +235,32 @@ def _run_tiles(Xq, Xr, distance, heap_d, heap_i, budget, use_simd, bar) -> None:
         b = min(a + rows, n_query)
         Qc = Xq[a:b]
         n_qblocks = _n_qblocks(b - a, tq, max_rows)
-        if distance == "l1":
-            _kern.l1_topk(Qc, Xr, 0, heap_d[a:b], heap_i[a:b], n_qblocks, use_simd)
-        else:
-            # q - 128 as a signed byte is q with its top bit flipped: exact and cheap.
-            Q8 = (Qc ^ np.uint8(0x80)).view(np.int8)
-            _, q_sq = _kern.row_sums(Qc)
-            _kern.l2_topk(Q8, Xr, q_sq, r_const, 0, heap_d[a:b], heap_i[a:b], n_qblocks, use_simd)
+        PQ, p_sq = PR, none
+        if prune:
+            PQ = np.empty((b - a, n_groups), np.uint8)
+            _kern.pool(Qc, groups, PQ)
+        if not l2:
+            lb = (PQ, PQ, PR, none, none)
+            _kern.l1_topk(Qc, Xr, 0, heap_d[a:b], heap_i[a:b], n_qblocks, path, lb)
+            bar.update(b - a)
+            continue
+        A = _shifted(Qc, path)
+        _, q_sq = _kern.row_sums(Qc)
+        if prune:
+            _, p_sq = _kern.row_sums(PQ)
+        lb = (_shifted(PQ, path), PQ, PR, p_sq, p_const)
+        _kern.l2_topk(A, Xr, q_sq, r_const, 0, heap_d[a:b], heap_i[a:b], n_qblocks, path, lb)
         bar.update(b - a)
+
+
+def _shifted(X: np.ndarray, path: int) -> np.ndarray:
+    """uint8 X minus 128, as the L2 kernels of ``path`` read it: int16 for PATH_AVX2, else
+    int8 (q - 128 as a signed byte is q with its top bit flipped: exact and cheap)."""
+    if path == _kern.PATH_AVX2:
+        A = X.astype(np.int16)
+        A -= 128
+        return A
+    return (X ^ np.uint8(0x80)).view(np.int8)
 
 
 def _run_gemm(Xq, Xr, heap_d, heap_i, budget, bar) -> None:

@@ -3,6 +3,14 @@
 
 Training works in float32 (the CIFAR-10 training matrix is 49,000 x 3,072: 600 MB in float32,
 twice that in float64); float64 input without a mean trains in float64, for exact tests.
+
+Each step is one call of a compiled kernel (:mod:`cifarlab.linear._sgd_kernels`) that reads
+the minibatch's rows of ``X`` once, straight from the raw uint8 images: tiles of a few rows are
+converted and centred into a cache-resident buffer that serves both the scores and the
+gradient. The loss, the penalty and the update are the ones of
+:func:`cifarlab.linear.losses.loss_grad` and the documented momentum rules; the sums run in
+another order than numpy's, so results agree with the plain numpy loop to float tolerance
+(``tests/test_linear_sgd_kernel.py``), and are deterministic.
 """
 
 from __future__ import annotations
@@ -16,7 +24,6 @@ import numpy as np
 
 from cifarlab.checks import check_features, check_labels, check_rng
 from cifarlab.errors import ConfigError, TrainingDiverged
-from cifarlab.linear.losses import _loss_grad
 from cifarlab.params import Param, check_linear
 
 # Rows per chunk when scoring a whole data set: the float32 temporary of a mean-subtracted chunk
@@ -26,6 +33,9 @@ _CHUNK_ROWS = 1024
 # Arguments of this module only, not LinearClassifier hyperparameters (so not in params.LINEAR).
 _W0_SCALE = Param("float", low=0)
 _N_CLASSES = Param("int", low=2)
+# Codes of the step kernel (cifarlab.linear._sgd_kernels: HINGE, SOFTMAX; L2, L1, ELASTICNET).
+_LOSS_CODES = {"hinge": 0, "softmax": 1}
+_REG_CODES = {"l2": 0, "l1": 1, "elasticnet": 2}
 
 EpochCallback = Callable[[int, np.ndarray, float, "float | None"], Any]
 
@@ -149,6 +159,27 @@ def _accuracy(
     return float(np.mean(_scores(X, W, b, mean).argmax(axis=1) == y))
 
 
+def _kernel_accuracy(
+    X: np.ndarray, y: np.ndarray, Wt: np.ndarray, b: np.ndarray, centre: np.ndarray, buffers
+) -> float:
+    """:func:`_accuracy` by the step kernel's tiles (X as :func:`_kernel_input` makes it, Wt
+    class-major, buffers from ``_sgd_kernels.scratch``): the per-epoch accuracies of
+    :func:`sgd`, read a few rows at a time with no float copy."""
+    from cifarlab.linear import _sgd_kernels as kern
+
+    scores = np.empty((X.shape[0], Wt.shape[0]), dtype=Wt.dtype)
+    kern.scores(X, centre, Wt, b, scores, buffers[1], buffers[2])
+    return float(np.mean(scores.argmax(axis=1) == y))
+
+
+def _kernel_input(X: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``X`` as the kernels read it: C-contiguous uint8 or ``dtype`` (other types converted,
+    once; the pipeline's raw images pass as they are)."""
+    if X.dtype not in (np.uint8, dtype):
+        X = X.astype(dtype)
+    return np.ascontiguousarray(X)
+
+
 def _check_mean(mean: Any, n_features: int) -> np.ndarray:
     mean = np.asarray(mean)
     if mean.shape != (n_features,) or mean.dtype.kind != "f":
@@ -265,6 +296,10 @@ def _sgd(
     on_epoch_end: EpochCallback | None,
 ) -> SGDResult:
     """:func:`sgd` behind its checks (``LinearClassifier.fit`` has made them already)."""
+    # Imported here, not with the module: a served model predicts through this module's
+    # _scores (numpy) and must not need numba.
+    from cifarlab.linear import _sgd_kernels as _kern
+
     # Locals, not attribute lookups, in the loop below: it runs once per minibatch.
     loss, reg, reg_type = config.loss, config.reg, config.reg_type
     l1_ratio, delta, batch_size = config.l1_ratio, config.delta, config.batch_size
@@ -278,21 +313,32 @@ def _sgd(
         X = X.astype(dtype, copy=False)
         if X_val is not None:
             X_val = X_val.astype(dtype, copy=False)
-
     n_samples, n_features = X.shape
+    X_step = _kernel_input(X, dtype)
+    centre = np.zeros(n_features, dtype) if mean is None else np.ascontiguousarray(mean, dtype)
+    y_step = np.ascontiguousarray(y, dtype=np.int64)
     max_steps = epochs * -(-n_samples // batch_size)
 
     W = (config.W0_scale * rng.standard_normal((n_features, n_classes))).astype(dtype)
     b = np.zeros(n_classes, dtype=dtype)
-    X_eval, y_eval = X, y
+    X_eval, y_eval = X_step, y
     if train_eval_size is not None and train_eval_size < n_samples:
         # A spawned child generator: the subset does not shift the parent's stream, so the
         # training itself (initialisation, shuffles) does not depend on train_eval_size.
         eval_rng = rng.spawn(1)[0]
         rows = np.sort(eval_rng.choice(n_samples, size=train_eval_size, replace=False))
-        X_eval, y_eval = X[rows], y[rows]
-    vW = np.zeros_like(W)
+        X_eval, y_eval = X_step[rows], y[rows]
+    if X_val is not None:
+        X_val = _kernel_input(X_val, dtype)
+    # The kernels work on the class-major transpose of W (see _sgd_kernels).
+    Wt = np.ascontiguousarray(W.T)
+    buffers = _kern.scratch(n_classes, n_features, dtype)
+    G, xbuf, S = buffers  # G: the step's gradient
+    gb = np.empty_like(b)
+    vWt = np.zeros_like(Wt)
     vb = np.zeros_like(b)
+    W_ahead = np.empty_like(Wt) if nesterov else Wt
+    loss_code, reg_code = _LOSS_CODES[loss], _REG_CODES[reg_type]
     loss_history = np.empty(max_steps, dtype=np.float64)
     train_accuracy = np.empty(epochs, dtype=np.float64)
     val_accuracy = np.empty(epochs if X_val is not None else 0, dtype=np.float64)
@@ -316,57 +362,46 @@ def _sgd(
         with np.errstate(over="ignore", invalid="ignore"):
             for start in range(0, n_samples, batch_size):
                 idx = order[start : start + batch_size]
-                X_batch, y_batch = X[idx], y[idx]
-                if mean is not None:
-                    # X[idx] is already a copy: convert (if needed) and centre it in place.
-                    X_batch = X_batch.astype(dtype, copy=False)
-                    X_batch -= mean
-                if nesterov:
-                    value, dW, db = _loss_grad(
-                        W + momentum * vW, b + momentum * vb, X_batch, y_batch,
-                        loss, reg, reg_type, l1_ratio, delta,
-                    )  # fmt: skip
-                else:
-                    value, dW, db = _loss_grad(
-                        W, b, X_batch, y_batch, loss, reg, reg_type, l1_ratio, delta
-                    )
+                at_W, at_b = Wt, b
+                if nesterov:  # the gradient at the look-ahead point W + momentum * v
+                    np.multiply(vWt, momentum, out=W_ahead)
+                    W_ahead += Wt
+                    at_W, at_b = W_ahead, b + momentum * vb
+                value = _kern.loss_grad(
+                    X_step, idx, centre, at_W, at_b, y_step, loss_code, delta, G, gb, xbuf, S
+                )
+                if reg:
+                    value += _kern.penalty_step(at_W, G, reg, reg_code, l1_ratio)
                 if not math.isfinite(value):
                     raise diverged(f"the loss became {value}", step, epoch, lr)
                 loss_history[step] = value
-                if momentum:
-                    vW *= momentum
-                    vW -= lr * dW
-                    vb *= momentum
-                    vb -= lr * db
-                    W += vW
-                    b += vb
-                else:
-                    W -= lr * dW
-                    b -= lr * db
+                _kern.update(Wt, b, G, gb, vWt, vb, lr, momentum)
                 step += 1
         # The loss of the last step was computed before its update; make sure that update
         # did not overflow either, so the returned weights are always finite.
-        if not (np.isfinite(W).all() and np.isfinite(b).all()):
+        if not (np.isfinite(Wt).all() and np.isfinite(b).all()):
             raise diverged("the weights became non-finite", step - 1, epoch, lr)
         n_epochs = epoch + 1
+        W = np.ascontiguousarray(Wt.T)
 
-        train_accuracy[epoch] = _accuracy(X_eval, y_eval, W, b, mean)
+        train_accuracy[epoch] = _kernel_accuracy(X_eval, y_eval, Wt, b, centre, buffers)
         val_acc = None
         if X_val is not None:
-            val_acc = val_accuracy[epoch] = _accuracy(X_val, y_val, W, b, mean)
+            val_acc = _kernel_accuracy(X_val, y_val, Wt, b, centre, buffers)
+            val_accuracy[epoch] = val_acc
         if on_epoch_end is not None:
             on_epoch_end(
                 epoch, loss_history[epoch_start:step].copy(), train_accuracy[epoch], val_acc
             )
         if patience is not None:
             if val_acc > best_val:
-                best_epoch, best_val, best_W, best_b = epoch, val_acc, W.copy(), b.copy()
+                best_epoch, best_val, best_W, best_b = epoch, val_acc, W, b.copy()
             elif epoch - best_epoch >= patience:
                 break
         lr *= config.lr_decay
 
     if patience is None:
-        best_epoch, best_W, best_b = n_epochs - 1, W, b
+        best_epoch, best_W, best_b = n_epochs - 1, W, b.copy()
     return SGDResult(
         W=best_W,
         b=best_b,
