@@ -122,6 +122,8 @@ class TrialRecord:
 
     @classmethod
     def from_frozen(cls, trial: Any) -> TrialRecord:
+        from cifarlab.tuning.strategies import retry_of
+
         attrs = trial.user_attrs
         # A trial whose worker died has no curves of its own: its reported val accuracies.
         reported = [trial.intermediate_values[s] for s in sorted(trial.intermediate_values)]
@@ -139,7 +141,7 @@ class TrialRecord:
             seconds=float(seconds or 0.0),
             error=attrs.get("cifarlab.error"),
             worker=attrs.get("cifarlab.worker"),
-            retry_of=trial.system_attrs.get("failed_trial"),
+            retry_of=retry_of(trial),
         )
 
     @property

@@ -39,7 +39,16 @@ _POLL_S = 0.2
 def queue_position(trial: Any) -> int:
     """Where a trial stands in the study's queue: its number, or for a retried trial (its
     worker died) the number of the trial it repeats."""
-    return trial.system_attrs.get("failed_trial", trial.number)
+    retried = retry_of(trial)
+    return trial.number if retried is None else retried
+
+
+def retry_of(trial: Any) -> int | None:
+    """The number of the trial this one repeats after its worker died, or None.
+
+    Optuna's ``RetryHeartbeatStaleTrialCallback`` records it (``retried_trial_number`` reads
+    the same attribute, but warns on every call as experimental: this is called per poll)."""
+    return trial.system_attrs.get("failed_trial")
 
 
 def sampler_for_trial(name: str, seed: int, trial_number: int) -> Any:

@@ -26,7 +26,7 @@ import optuna
 from optuna.trial import TrialState
 
 from cifarlab.errors import CifarlabError
-from cifarlab.tuning.strategies import make_pruner, sampler_for_trial
+from cifarlab.tuning.strategies import make_pruner, retry_of, sampler_for_trial
 
 KIND = "svm_tune"
 PREFIX = "cifarlab."
@@ -156,7 +156,7 @@ def settled(trials: Sequence[Any], now: dt.datetime | None = None) -> bool:
         awaiting_retry = (
             t.state == TrialState.FAIL
             and ERROR_ATTR not in t.user_attrs  # a diverged trial is not run again
-            and "failed_trial" not in t.system_attrs  # nor a retry (one retry each)
+            and retry_of(t) is None  # nor a retry (one retry each)
             and t.number not in retried
         )
         if awaiting_retry and t.datetime_complete is not None:
