@@ -17,6 +17,7 @@ Example (about 5 minutes on 2 cores)::
 
     .venv/bin/python benchmarks/search.py
     .venv/bin/python benchmarks/search.py --search tpe-median=sampler:tpe --repeats 2
+    .venv/bin/python benchmarks/search.py --seeds 0-15     # about 15 minutes
 """
 
 from __future__ import annotations
@@ -104,6 +105,9 @@ def main() -> None:
     parser.add_argument("--archive", type=Path, default=MIRROR)
     parser.add_argument("--loss", choices=("hinge", "softmax"), help="default: params.yaml")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each search (ABBA)")
+    parser.add_argument("--seeds", type=parse_seeds,
+                        help="search seeds, e.g. 0-15 (default: params.yaml's svm_tune.seed): "
+                             "the choice between near-equal trials differs by seed")
     parser.add_argument("--search", action="append", default=[],
                         help="more searches: name=key:value,... over params.yaml's svm_tune")
     args = parser.parse_args()
@@ -125,27 +129,48 @@ def main() -> None:
           f"{base['epochs']} epochs", flush=True)  # fmt: skip
     fit, val, dev = load(args.archive)
     print(f"data: {len(fit.y)} fit / {len(val.y)} val / {len(dev.y)} dev images", flush=True)
-    results: dict[str, list[dict]] = {name: [] for name, _ in searches}
-    for repeat in range(args.repeats):
-        order = searches if repeat % 2 == 0 else searches[::-1]  # ABBA
-        for name, settings in order:
-            result = run_search(name, settings, base, fit, val, dev, n_jobs)
-            results[name].append(result)
-            print(f"  {name}: {result['seconds']:.1f} s, {result['complete']} complete / "
-                  f"{result['pruned']} pruned, dev {result['dev']:.4f}", flush=True)  # fmt: skip
+    seeds = args.seeds or [tune["seed"]]
+    results: dict[tuple[int, str], list[dict]] = {}
+    for seed in seeds:
+        for repeat in range(args.repeats):
+            order = searches if repeat % 2 == 0 else searches[::-1]  # ABBA
+            for name, settings in order:
+                result = run_search(name, {**settings, "seed": seed}, base, fit, val, dev, n_jobs)
+                results.setdefault((seed, name), []).append(result)
+                print(f"  seed {seed}, {name}: {result['seconds']:.1f} s, {result['complete']} "
+                      f"complete / {result['pruned']} pruned, dev {result['dev']:.4f}", flush=True)
 
-    print("\n| search | wall time (median) | trials complete / pruned | epochs trained "
+    print("\n| seed | search | wall time (median) | trials complete / pruned | epochs trained "
           "| chosen | val | dev |")
-    print("|---|---:|---:|---:|---|---:|---:|")
+    print("|---:|---|---:|---:|---:|---|---:|---:|")
     medians = {}
-    for name, runs in results.items():
-        medians[name] = statistics.median(r["seconds"] for r in runs)
+    for (seed, name), runs in results.items():
+        medians[seed, name] = statistics.median(r["seconds"] for r in runs)
         last = runs[-1]
-        print(f"| {name} | {medians[name]:.1f} s | {last['complete']} / {last['pruned']} | "
-              f"{last['epochs']} | {last['chosen']} | {last['val']:.3f} | {last['dev']:.4f} |")
+        print(f"| {seed} | {name} | {medians[seed, name]:.1f} s | {last['complete']} / "
+              f"{last['pruned']} | {last['epochs']} | {last['chosen']} | {last['val']:.3f} | "
+              f"{last['dev']:.4f} |")
     first = searches[0][0]
     for name, _ in searches[1:]:
-        print(f"\n{name}: {medians[name] / medians[first]:.2f}x the wall time of {first}")
+        ratios = [medians[seed, name] / medians[seed, first] for seed in seeds]
+        gains = [results[seed, name][-1]["dev"] - results[seed, first][-1]["dev"] for seed in seeds]
+        print(f"\n{name}: {statistics.median(ratios):.2f}x the wall time of {first}"
+              + (f" (median of {len(seeds)} seeds, {min(ratios):.2f}-{max(ratios):.2f})"
+                 if len(seeds) > 1 else ""))
+        if len(seeds) > 1:
+            mean_gain = 100 * statistics.mean(gains)
+            print(f"  dev accuracy of its choice minus {first}'s: mean {mean_gain:+.2f} points,"
+                  f" at least as accurate with {sum(g >= 0 for g in gains)} of {len(seeds)} "
+                  f"seeds, worst {100 * min(gains):+.2f}")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``0-15`` or ``0,3,7``: the search seeds (svm_tune.seed) to run each search with."""
+    seeds = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        seeds += list(range(int(low), int(high or low) + 1))
+    return seeds
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import functools
 import math
 import multiprocessing
 import os
+import re
 import signal
 import socket
 import threading
@@ -37,12 +38,14 @@ from cifarlab.params import SECTIONS, check_values, linear_hyperparameters
 from cifarlab.tuning import storage as storages
 from cifarlab.tuning import study as studies
 from cifarlab.tuning.storage import open_storage
+from cifarlab.tuning.workers import SearchWorkerError
 
 BASE = dict(loss="hinge", epochs=6, lr_decay=0.9, random_state=0)
 # A random search with the median pruner: 8 trials, some complete, some pruned.
 TUNE = {
     "sampler": "random", "pruner": "median", "min_epochs": 2, "n_startup_trials": 2,
-    "n_trials": 8, "learning_rate_range": [1e-6, 1e-3], "reg_range": [1e-2, 10.0], "seed": 0,
+    "percentile": 50, "n_trials": 8, "learning_rate_range": [1e-6, 1e-3],
+    "reg_range": [1e-2, 10.0], "seed": 0,
     "learning_rates": [1e-5, 1e-4], "regs": [1.0], "batch_sizes": [16, 32],
 }  # fmt: skip
 DESCRIPTION = {"experiment": "tests", "md5": {}}
@@ -194,8 +197,10 @@ def test_objective_trains_the_trial_as_a_direct_fit():
     np.testing.assert_array_equal(attrs["train_accuracy"], model.train_accuracy_history_)
     np.testing.assert_array_equal(attrs["val_accuracy"], model.val_accuracy_history_)
     assert attrs["best_epoch"] == model.best_epoch_ == 5 and attrs["seconds"] >= 0
-    # The pruner saw the val accuracy after every epoch (steps from 0).
-    assert trial.intermediate_values == dict(enumerate(model.val_accuracy_history_))
+    # The pruner saw the best val accuracy so far after every epoch (steps from 0).
+    best_so_far = np.maximum.accumulate(model.val_accuracy_history_)
+    assert trial.intermediate_values == dict(enumerate(best_so_far))
+    assert (np.diff(model.val_accuracy_history_) < 0).any()  # so the two differ here
 
 
 def test_a_pruned_trial_keeps_its_curves_up_to_the_prune_epoch():
@@ -344,7 +349,7 @@ def test_svm_and_svm_tune_sections_become_trials():
     assert hyper["patience"] is None and hyper["random_state"] == 0
     LinearClassifier(**hyper)  # every key is a LinearClassifier argument
     for sampler in ("random", "grid", "tpe"):
-        for pruner in ("none", "median", "hyperband"):
+        for pruner in ("none", "median", "percentile", "hyperband"):
             tune = check_values(SECTIONS["svm_tune"], {**TUNE, "sampler": sampler,
                                                        "pruner": pruner}, "svm_tune.")  # fmt: skip
             trial_lists.check_trials(hyper, trial_lists.queued_trials(tune))
@@ -352,10 +357,14 @@ def test_svm_and_svm_tune_sections_become_trials():
                        r"'tpe'\], got 'bayes'"):  # fmt: skip
         check_values(SECTIONS["svm_tune"], {**TUNE, "sampler": "bayes"}, "svm_tune.")
     with pytest.raises(ConfigError, match=r"svm_tune\.pruner must be one of \['none', 'median', "
-                       r"'hyperband'\], got 'asha'"):  # fmt: skip
+                       r"'percentile', 'hyperband'\], got 'asha'"):  # fmt: skip
         check_values(SECTIONS["svm_tune"], {**TUNE, "pruner": "asha"}, "svm_tune.")
     with pytest.raises(ConfigError, match=r"svm_tune\.min_epochs must be an integer >= 1"):
         check_values(SECTIONS["svm_tune"], {**TUNE, "min_epochs": 0}, "svm_tune.")
+    for bad in (0, 101, "a third"):
+        with pytest.raises(ConfigError, match=r"svm_tune\.percentile must be a number in "
+                                              r"\(0, 100\], got"):  # fmt: skip
+            check_values(SECTIONS["svm_tune"], {**TUNE, "percentile": bad}, "svm_tune.")
     with pytest.raises(ConfigError, match=r"svm_tune\.method: unknown"):
         check_values(SECTIONS["svm_tune"], {**TUNE, "method": "grid"}, "svm_tune.")
 
@@ -487,6 +496,29 @@ def test_a_diverging_trial_stops_the_search_after_it_was_reported(tmp_path):
     assert studies.open_studies(storage) == []
     (summary,) = optuna.get_all_study_summaries(storage)
     assert summary.user_attrs["cifarlab.closed"] == "failed"
+
+
+def test_a_worker_that_dies_at_start_is_one_error_not_a_hang(tmp_path, monkeypatch):
+    # Every spawned Python dies before it reads a byte of its start-up data. The training split
+    # here (37 MB) is far more than a pipe holds: had it travelled through each worker's pipe,
+    # the search would block for good writing to a worker already dead.
+    monkeypatch.setenv("PYTHONHOME", str(tmp_path / "no-such-python"))
+    train, val = _slow_data()
+
+    def hung(signum, frame):
+        raise AssertionError("the search hung on its dead workers")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        with pytest.raises(SearchWorkerError) as info:
+            linear_search(train, val, BASE, TUNE, n_jobs=2, storage_url=f"sqlite:///{tmp_path}/o.db",
+                          description=DESCRIPTION)  # fmt: skip
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert re.fullmatch(r"search worker \d+ exited with code 1 \(its error is above\)",
+                        str(info.value))  # fmt: skip
 
 
 @functools.cache

@@ -18,7 +18,7 @@ from cifarlab.tuning import storage as storages
 from cifarlab.tuning import study as studies
 from cifarlab.tuning import workers
 from cifarlab.tuning.strategies import (
-    InOrderMedianPruner,
+    InOrderPercentilePruner,
     make_pruner,
     queue_position,
     sampler_for_trial,
@@ -99,8 +99,15 @@ def test_make_pruner_builds_each_choice():
     assert isinstance(make_pruner("none", min_epochs=2, n_startup_trials=1, epochs=5),
                       optuna.pruners.NopPruner)  # fmt: skip
     median = make_pruner("median", min_epochs=3, n_startup_trials=4, epochs=5)
-    assert isinstance(median, InOrderMedianPruner)
+    assert isinstance(median, InOrderPercentilePruner)
     assert (median._n_startup_trials, median._n_warmup_steps) == (4, 2)
+    percentile = make_pruner("percentile", min_epochs=1, n_startup_trials=6, epochs=5,
+                             percentile=33)  # fmt: skip
+    assert (percentile._percentile, percentile._n_warmup_steps) == (33, 0)
+    assert make_pruner("median", min_epochs=1, n_startup_trials=6, epochs=5,
+                       percentile=33)._percentile == 50  # fmt: skip
+    with pytest.raises(ConfigError, match=r"percentile must be in \[0, 100\], got 150"):
+        make_pruner("percentile", min_epochs=1, n_startup_trials=0, epochs=3, percentile=150)
     assert isinstance(make_pruner("hyperband", min_epochs=1, n_startup_trials=0, epochs=9),
                       optuna.pruners.HyperbandPruner)  # fmt: skip
     with pytest.raises(ConfigError, match=r"pruner must be one of .* got 'asha'"):
@@ -136,12 +143,34 @@ def test_median_pruner_compares_with_earlier_trials_at_the_same_step():
     for v in (0.2, 0.4, 0.6):
         _finished(study, [0.1, v])
     low, high = _running(study, [0.5, 0.3]), _running(study, [0.5, 0.5])
-    pruner = InOrderMedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    pruner = InOrderPercentilePruner(n_startup_trials=3, n_warmup_steps=1)
     assert pruner.prune(study, _frozen(study, low))  # 0.3 < median(0.2, 0.4, 0.6)
     assert not pruner.prune(study, _frozen(study, high))
     # Not enough earlier trials, or still warming up: never pruned.
-    assert not InOrderMedianPruner(n_startup_trials=4).prune(study, _frozen(study, low))
-    assert not InOrderMedianPruner(3, n_warmup_steps=2).prune(study, _frozen(study, low))
+    assert not InOrderPercentilePruner(n_startup_trials=4).prune(study, _frozen(study, low))
+    warming_up = InOrderPercentilePruner(n_startup_trials=3, n_warmup_steps=2)
+    assert not warming_up.prune(study, _frozen(study, low))
+
+
+def test_percentile_pruner_lets_only_the_top_share_go_on():
+    study = optuna.create_study(direction="maximize")
+    for v in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6):
+        _finished(study, [v])
+    trial = _frozen(study, _running(study, [0.42]))
+    # The top third starts at the 67th percentile, 0.435; the top half at the median, 0.35.
+    assert InOrderPercentilePruner(33, n_startup_trials=6).prune(study, trial)
+    assert not InOrderPercentilePruner(50, n_startup_trials=6).prune(study, trial)
+    assert not InOrderPercentilePruner(100, n_startup_trials=6).prune(study, trial)
+
+
+def test_a_trial_among_the_startup_trials_is_decided_without_waiting():
+    study = optuna.create_study(direction="maximize")
+    _running(study, [])  # trial 0 has not reported step 0, and never will here
+    trial = _frozen(study, _running(study, [0.1]))
+    started = time.monotonic()
+    # Trial 1 has one trial before it, fewer than 2: it cannot be pruned, whatever trial 0 does.
+    assert not InOrderPercentilePruner(n_startup_trials=2).prune(study, trial)
+    assert time.monotonic() - started < 0.5
 
 
 def test_median_pruner_ignores_trials_queued_after():
@@ -151,9 +180,9 @@ def test_median_pruner_ignores_trials_queued_after():
     trial = _running(study, [0.35])
     _finished(study, [0.9])  # queued after `trial`: Optuna's MedianPruner would count them
     _finished(study, [0.9])
-    assert not InOrderMedianPruner(n_startup_trials=2).prune(study, _frozen(study, trial))
+    assert not InOrderPercentilePruner(n_startup_trials=2).prune(study, _frozen(study, trial))
     late = _running(study, [0.35])  # sees all four: median 0.65
-    assert InOrderMedianPruner(n_startup_trials=2).prune(study, _frozen(study, late))
+    assert InOrderPercentilePruner(n_startup_trials=2).prune(study, _frozen(study, late))
 
 
 def test_median_pruner_places_a_retry_at_the_trial_it_repeats():
@@ -163,7 +192,7 @@ def test_median_pruner_places_a_retry_at_the_trial_it_repeats():
     study.add_trial(create_trial(state=TrialState.WAITING, system_attrs={"failed_trial": 0}))
     retry = _running(study, [0.1])  # takes the waiting retry: number 3, position 0
     assert retry.number == 3
-    assert not InOrderMedianPruner(n_startup_trials=1).prune(study, _frozen(study, retry))
+    assert not InOrderPercentilePruner(n_startup_trials=1).prune(study, _frozen(study, retry))
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -171,7 +200,7 @@ def test_median_pruner_waits_for_earlier_running_trials():
     study = optuna.create_study(direction="maximize")
     earlier = _running(study, [])
     trial = _running(study, [0.5])
-    pruner = InOrderMedianPruner(n_startup_trials=1)
+    pruner = InOrderPercentilePruner(n_startup_trials=1)
     decision = []
     thread = threading.Thread(
         target=lambda: decision.append(pruner.prune(study, _frozen(study, trial)))

@@ -194,9 +194,10 @@ SECTIONS: dict[str, dict[str, Param]] = {
     },
     "svm_tune": {
         "sampler": Param("str", choices=("random", "grid", "tpe")),
-        "pruner": Param("str", choices=("none", "median", "hyperband")),
+        "pruner": Param("str", choices=("none", "median", "percentile", "hyperband")),
         "min_epochs": Param("int", low=1),
         "n_startup_trials": Param("int", low=0),
+        "percentile": Param("number", low=0, high=100, low_open=True),
         "n_trials": Param("int", low=1),
         "learning_rate_range": Param("list", item=LINEAR["learning_rate"], length=2),
         "reg_range": Param("list", item=Param("float", low=0, low_open=True), length=2),

@@ -29,6 +29,7 @@ from cifarlab.linear.classifier import LinearClassifier, sgd_config
 from cifarlab.linear.sgd import single_blas_thread
 from cifarlab.linear.trials import SEARCHED, check_trials, queued_trials, search_space
 from cifarlab.process import die_with_parent, start_without_sigint
+from cifarlab.shared_arrays import SharedArrays, attach, shared
 
 if TYPE_CHECKING:
     import optuna
@@ -51,8 +52,8 @@ def make_objective(
     **searched)`` on (X, y) and returns the val accuracy of the weights it keeps.
 
     X : (n_samples, n_features), y : (n_samples,); X_val : (n_val, n_features), y_val : (n_val,).
-    After every epoch the trial reports its val accuracy (step = epoch, from 0) and stops with
-    ``optuna.TrialPruned`` when the pruner says so. Its curves (``loss`` per SGD step,
+    After every epoch the trial reports its best val accuracy so far (step = epoch, from 0) and
+    stops with ``optuna.TrialPruned`` when the pruner says so. Its curves (``loss`` per SGD step,
     ``train_accuracy`` / ``val_accuracy`` per epoch), ``best_epoch`` and ``seconds`` are kept as
     user attributes, for a pruned trial too.
     """
@@ -74,7 +75,9 @@ def make_objective(
             curves["loss"].extend(float(v) for v in losses)
             curves["train_accuracy"].append(float(train_acc))
             curves["val_accuracy"].append(float(val_acc))
-            trial.report(float(val_acc), epoch)
+            # The best val accuracy the trial has reached so far: a bad epoch (SGD noise at a
+            # high learning rate) does not get it pruned.
+            trial.report(max(curves["val_accuracy"]), epoch)
             if trial.should_prune():
                 keep(epoch)
                 raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
@@ -125,7 +128,8 @@ class TrialRecord:
         from cifarlab.tuning.strategies import retry_of
 
         attrs = trial.user_attrs
-        # A trial whose worker died has no curves of its own: its reported val accuracies.
+        # A trial whose worker died has no curves of its own: what it reported (its best val
+        # accuracy so far, per epoch).
         reported = [trial.intermediate_values[s] for s in sorted(trial.intermediate_values)]
         seconds = attrs.get("seconds")
         if seconds is None and trial.datetime_start and trial.datetime_complete:
@@ -215,14 +219,14 @@ def _space(attrs: Mapping[str, Any]) -> dict[str, Any]:
     return {name: json_to_distribution(text) for name, text in attrs["space"].items()}
 
 
-def _local_worker(url: str, name: str, *data: np.ndarray) -> None:
+def _local_worker(url: str, name: str, data: SharedArrays) -> None:
     # A local worker computes for its stage only: it dies with it (even SIGKILLed), and leaves a
     # Ctrl-C to the stage, which stops the workers itself.
     die_with_parent(signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     single_blas_thread()  # for the life of this worker process
     try:
-        _work_on(url, name, data, None)
+        _work_on(url, name, attach(data), None)
     except CifarlabError as exc:
         raise SystemExit(f"error: search worker: {exc}") from None
 
@@ -260,7 +264,7 @@ def linear_search(
     search = studies.Search(
         sampler=settings["sampler"], pruner=settings["pruner"], seed=settings["seed"],
         min_epochs=settings["min_epochs"], n_startup_trials=settings["n_startup_trials"],
-        epochs=base["epochs"],
+        epochs=base["epochs"], percentile=settings["percentile"],
     )  # fmt: skip
     space = {k: distribution_to_json(v) for k, v in search_space(settings).items()}
     description = {**description, "base": dict(base), "space": space}
@@ -273,26 +277,28 @@ def linear_search(
         if record.error is not None:
             raise TrainingDiverged(f"{record.name}: {record.error}")
 
-    data = (train.X, train.y, val.X, val.y)
     context = multiprocessing.get_context("spawn")  # the stage may hold threads and a BLAS pool
-    workers = [
-        context.Process(target=_local_worker, args=(storage_url, study.study_name, *data),
-                        name=f"svm_tune worker {i}", daemon=True)
-        for i in range(min(n_jobs, len(queued)))
-    ]  # fmt: skip
     outcome = "failed"
     try:
-        start_without_sigint(workers)
-        trials = watch(study, workers, ended)
+        with shared((train.X, train.y, val.X, val.y)) as data:
+            workers = [
+                context.Process(target=_local_worker, args=(storage_url, study.study_name, data),
+                                name=f"svm_tune worker {i}", daemon=True)
+                for i in range(min(n_jobs, len(queued)))
+            ]  # fmt: skip
+            try:
+                start_without_sigint(workers)
+                trials = watch(study, workers, ended)
+            finally:
+                for worker in (w for w in workers if w.pid is not None):  # the started ones
+                    if worker.is_alive():
+                        worker.kill()
+                    worker.join()
         outcome = "finished"
     except KeyboardInterrupt:
         outcome = "interrupted"
         raise
     finally:
-        for worker in (w for w in workers if w.pid is not None):  # the started ones
-            if worker.is_alive():
-                worker.kill()
-            worker.join()
         studies.close(study, outcome)
     table, best = search_table([TrialRecord.from_frozen(t) for t in trials])
     return table, best, study.study_name

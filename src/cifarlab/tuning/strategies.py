@@ -10,8 +10,10 @@ Samplers (``sampler``):
 
 Pruners (``pruner``), fed the val accuracy after every epoch:
 - ``none``: every trial runs all its epochs.
-- ``median``: :class:`InOrderMedianPruner`, the median rule decided in the order of the queue,
-  so the same trials are pruned whatever the number of workers.
+- ``percentile``: :class:`InOrderPercentilePruner`, a trial not in the top ``percentile`` % of
+  the trials queued before it at an epoch stops (Optuna's ``PercentilePruner`` rule), decided
+  in the order of the queue, so the same trials are pruned whatever the number of workers.
+- ``median``: the same with ``percentile`` 50 (Optuna's ``MedianPruner`` rule).
 - ``hyperband``: Optuna's ``HyperbandPruner`` (min resource ``min_epochs``, max the epochs,
   reduction factor 3), its brackets drawn from the trial number alone; reproducible with one
   worker, as the rung promotions depend on which trials reached a rung first.
@@ -31,9 +33,9 @@ from optuna.trial import TrialState
 from cifarlab.errors import ConfigError
 
 SAMPLERS = ("random", "grid", "tpe")
-PRUNERS = ("none", "median", "hyperband")
+PRUNERS = ("none", "median", "percentile", "hyperband")
 #: Seconds between looks at the storage while a decision waits for earlier trials.
-_POLL_S = 0.2
+_POLL_S = 0.05
 
 
 def queue_position(trial: Any) -> int:
@@ -62,13 +64,19 @@ def sampler_for_trial(name: str, seed: int, trial_number: int) -> Any:
     raise ConfigError(f"sampler must be one of {list(SAMPLERS)}, got {name!r}")
 
 
-def make_pruner(name: str, *, min_epochs: int, n_startup_trials: int, epochs: int) -> Any:
+def make_pruner(
+    name: str, *, min_epochs: int, n_startup_trials: int, epochs: int, percentile: float = 50.0
+) -> Any:
     """The pruner ``name`` (see the module docstring); steps are epochs, counted from 0, so a
     trial runs at least ``min_epochs`` epochs before it can be pruned."""
     if name == "none":
         return optuna.pruners.NopPruner()
-    if name == "median":
-        return InOrderMedianPruner(n_startup_trials=n_startup_trials, n_warmup_steps=min_epochs - 1)
+    if name in ("median", "percentile"):
+        return InOrderPercentilePruner(
+            50.0 if name == "median" else percentile,
+            n_startup_trials=n_startup_trials,
+            n_warmup_steps=min_epochs - 1,
+        )
     if name == "hyperband":
         return _StableHyperband(
             min_resource=min_epochs, max_resource=max(epochs, min_epochs), reduction_factor=3
@@ -76,12 +84,13 @@ def make_pruner(name: str, *, min_epochs: int, n_startup_trials: int, epochs: in
     raise ConfigError(f"pruner must be one of {list(PRUNERS)}, got {name!r}")
 
 
-class InOrderMedianPruner(optuna.pruners.BasePruner):
-    """Prune trial n at step s when its value is below the median of the values at step s
-    of the trials queued before it that reached step s (at least ``n_startup_trials`` of
-    them), once ``s >= n_warmup_steps``. Maximising.
+class InOrderPercentilePruner(optuna.pruners.BasePruner):
+    """Prune trial n at step s when its value is below the ``100 - percentile`` th percentile
+    of the values at step s of the trials queued before it that reached step s (at least
+    ``n_startup_trials`` of them), once ``s >= n_warmup_steps``: only the top ``percentile``
+    % go on. Maximising.
 
-    Optuna's ``MedianPruner`` compares with the trials *completed* when it is asked, which
+    Optuna's ``PercentilePruner`` compares with the trials *completed* when it is asked, which
     depends on how fast each worker went. Here the decision waits until every earlier
     trial still running has reported step s (or ended), so it depends only on the queue:
     by induction the first running trial never waits, and each trial sees the same values
@@ -89,7 +98,12 @@ class InOrderMedianPruner(optuna.pruners.BasePruner):
     period: its trial is failed meanwhile.
     """
 
-    def __init__(self, n_startup_trials: int = 4, n_warmup_steps: int = 0) -> None:
+    def __init__(
+        self, percentile: float = 50.0, *, n_startup_trials: int = 4, n_warmup_steps: int = 0
+    ) -> None:
+        if not 0.0 <= percentile <= 100.0:
+            raise ConfigError(f"percentile must be in [0, 100], got {percentile!r}")
+        self._percentile = percentile
         self._n_startup_trials = n_startup_trials
         self._n_warmup_steps = n_warmup_steps
 
@@ -98,6 +112,8 @@ class InOrderMedianPruner(optuna.pruners.BasePruner):
         if step is None or step < self._n_warmup_steps:
             return False
         position = queue_position(trial)
+        if position < self._n_startup_trials:  # too few trials before it, whatever they did
+            return False
         while True:
             earlier = [
                 t
@@ -115,7 +131,8 @@ class InOrderMedianPruner(optuna.pruners.BasePruner):
         values = [v for v in values if math.isfinite(v)]
         if len(values) < self._n_startup_trials:
             return False
-        return trial.intermediate_values[step] < float(np.median(values))
+        threshold = float(np.percentile(values, 100.0 - self._percentile))
+        return trial.intermediate_values[step] < threshold
 
 
 class _StableHyperband(optuna.pruners.HyperbandPruner):

@@ -41,8 +41,9 @@ RETRY_WAIT_S = 30
 class Search:
     """How a study searches: what every worker builds its sampler and pruner from.
 
-    sampler : "random", "grid" or "tpe"; pruner : "none", "median" or "hyperband".
-    seed : the search seed (TPE's draws). min_epochs, n_startup_trials : the pruner's.
+    sampler : "random", "grid" or "tpe"; pruner : "none", "median", "percentile" or
+    "hyperband". seed : the search seed (TPE's draws). min_epochs, n_startup_trials,
+    percentile : the pruner's.
     epochs : the most epochs of a trial.
     """
 
@@ -52,6 +53,7 @@ class Search:
     min_epochs: int
     n_startup_trials: int
     epochs: int
+    percentile: float = 50.0
 
     def pruner_object(self) -> Any:
         return make_pruner(
@@ -59,6 +61,7 @@ class Search:
             min_epochs=self.min_epochs,
             n_startup_trials=self.n_startup_trials,
             epochs=self.epochs,
+            percentile=self.percentile,
         )
 
 
