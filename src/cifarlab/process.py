@@ -23,13 +23,17 @@ _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _SHELLS = frozenset({"sh", "dash", "bash", "zsh", "ksh", "mksh", "fish", "busybox"})
 
 
-def die_with_parent(signum: int = signal.SIGTERM) -> None:
+def die_with_parent(signum: int = signal.SIGTERM, parent: int | None = None) -> None:
     """Have ``signum`` sent to this process when its parent dies.
 
     On Linux the kernel does it (``prctl(PR_SET_PDEATHSIG)``); elsewhere a daemon thread checks
-    once a second whether this process was re-parented. A parent already gone before this call
-    sends the signal at once.
+    once a second whether this process was re-parented. parent : the pid that started this
+    process, when the caller knows it (a ``multiprocessing`` child: ``parent_process().pid``);
+    if that process is already gone, as when it was killed while this one was still starting
+    up, the signal is sent at once. Default: the parent now.
     """
+    if parent is not None and os.getppid() != parent:
+        os.kill(os.getpid(), signum)
     parent = os.getppid()
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):

@@ -220,9 +220,10 @@ def _space(attrs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _local_worker(url: str, name: str, data: SharedArrays) -> None:
-    # A local worker computes for its stage only: it dies with it (even SIGKILLed), and leaves a
-    # Ctrl-C to the stage, which stops the workers itself.
-    die_with_parent(signal.SIGKILL)
+    # A local worker computes for its stage only: it dies with it (even SIGKILLed, also while
+    # this worker was still importing its modules), and leaves a Ctrl-C to the stage, which
+    # stops the workers itself.
+    die_with_parent(signal.SIGKILL, parent=multiprocessing.parent_process().pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     single_blas_thread()  # for the life of this worker process
     try:
