@@ -1,11 +1,10 @@
-"""Tests of cifarlab.shared_arrays: arrays handed to worker processes in one shared block."""
+"""Tests of cifarlab.shared_arrays: arrays handed to worker processes in one shared memory file."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,54 +18,69 @@ ARRAYS = (
     np.zeros((0, 4), dtype=np.float32),
     np.linspace(0, 1, 9, dtype=np.float64).reshape(3, 3)[:, ::2],  # not contiguous
 )
+needs_memfd = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="no memfd_create")
 
 
-def _block_exists(name):
-    return os.path.exists(os.path.join("/dev/shm", name))
+def _child(handle, out):
+    arrays = attach(handle)
+    assert all(a.flags.writeable and a.flags.c_contiguous for a in arrays)
+    arrays[0][0, 0] = 99  # a private copy
+    np.savez(out, *arrays)
 
 
-@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no shared memory filesystem")
-def test_another_process_gets_equal_private_writable_copies(tmp_path):
-    handle_file, out = tmp_path / "handle.pickle", tmp_path / "out.npz"
+def _shm_names():
+    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+
+
+@needs_memfd
+def test_a_worker_process_gets_equal_private_writable_copies(tmp_path):
+    before = _shm_names()
+    context = multiprocessing.get_context("spawn")
     with shared(ARRAYS) as handle:
-        assert handle.name is not None and handle.arrays == ()  # nothing large to pickle
-        assert len(pickle.dumps(handle)) < 1000
-        handle_file.write_bytes(pickle.dumps(handle))
-        child = (
-            "import pickle, sys, numpy as np\n"
-            "from cifarlab.shared_arrays import attach\n"
-            "handle = pickle.loads(open(sys.argv[1], 'rb').read())\n"
-            "arrays = attach(handle)\n"
-            "assert all(a.flags.writeable and a.flags.c_contiguous for a in arrays)\n"
-            "arrays[0][0, 0] = 99  # private: the parent's block does not change\n"
-            "again = attach(handle)\n"
-            "np.savez(sys.argv[2], *again, first=arrays[0])\n"
-        )
-        subprocess.run([sys.executable, "-c", child, handle_file, out], check=True)
-        assert _block_exists(handle.name)
-    assert not _block_exists(handle.name)  # removed on the way out
-    with np.load(out) as got:
-        for i, array in enumerate(ARRAYS):
-            np.testing.assert_array_equal(got[f"arr_{i}"], array)
-            assert got[f"arr_{i}"].dtype == array.dtype
-        assert got["first"][0, 0] == 99
+        assert handle.fd is not None and handle.arrays == ()  # nothing large to pickle
+        assert _shm_names() == before  # a file without a name: nothing to leave behind
+        workers = [context.Process(target=_child, args=(handle, tmp_path / f"out{i}.npz"))
+                   for i in range(2)]  # fmt: skip
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+            assert worker.exitcode == 0
+    with pytest.raises(OSError):
+        os.fstat(handle.fd)  # closed on the way out
+    for i in range(2):
+        with np.load(tmp_path / f"out{i}.npz") as got:
+            for j, array in enumerate(ARRAYS):
+                expected = array.copy()
+                if j == 0:
+                    expected[0, 0] = 99
+                np.testing.assert_array_equal(got[f"arr_{j}"], expected)
+                assert got[f"arr_{j}"].dtype == array.dtype
 
 
-@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no shared memory filesystem")
-def test_the_block_is_removed_when_the_work_fails():
+@needs_memfd
+def test_the_file_is_closed_when_the_work_fails():
     with pytest.raises(RuntimeError, match="boom"), shared(ARRAYS) as handle:
-        assert _block_exists(handle.name)
+        os.fstat(handle.fd)
         raise RuntimeError("boom")
-    assert not _block_exists(handle.name)
+    with pytest.raises(OSError):
+        os.fstat(handle.fd)
 
 
-def test_without_room_for_them_the_arrays_travel_themselves(monkeypatch):
-    monkeypatch.setattr(shared_arrays, "_room", lambda: 10 << 20)  # a container's small /dev/shm
-    big = np.ones(1 << 20, dtype=np.float32)  # 4 MB + the headroom left free: too much
-    before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
-    with shared((big,)) as handle:
-        assert handle.name is None
-        (got,) = attach(pickle.loads(pickle.dumps(handle)))
-        np.testing.assert_array_equal(got, big)
-        after = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
-        assert after == before  # no block made
+def test_without_a_memory_file_the_arrays_travel_themselves(monkeypatch):
+    monkeypatch.setattr(shared_arrays, "_memory_file", lambda size: None)
+    with shared(ARRAYS) as handle:
+        assert handle.fd is None
+        got = attach(pickle.loads(pickle.dumps(handle)))
+    for array, copy in zip(ARRAYS, got, strict=True):
+        np.testing.assert_array_equal(copy, array)
+
+
+@needs_memfd
+def test_no_memory_for_the_file_is_the_fallback_not_a_crash(monkeypatch):
+    def no_room(fd, offset, size):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", no_room)
+    with shared(ARRAYS) as handle:
+        assert handle.fd is None and len(handle.arrays) == len(ARRAYS)
