@@ -1,4 +1,4 @@
-"""Arrays handed to worker processes in one shared memory block instead of each worker's pipe.
+"""Arrays handed to worker processes in one shared memory file instead of each worker's pipe.
 
 A spawned worker gets its start-up arguments pickled through a pipe, written by the parent one
 worker after the other: with the training split that is 0.1-0.5 GB per worker, seconds before
